@@ -1,0 +1,120 @@
+"""Finding (and if needed mounting) tracefs, and reading/writing its files."""
+
+import errno
+import os
+import subprocess
+from typing import Optional
+
+from .errors import ToolError
+
+DEFAULT = "/sys/kernel/tracing"
+DEBUGFS = "/sys/kernel/debug"
+
+# Tests and the fake-tracefs unit tests point the library elsewhere.
+ENV_ROOT = "FTRACETOOLS_TRACEFS"
+
+
+def _mounts(path: str = "/proc/mounts"):
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3:
+                    yield parts[2], parts[1].replace("\\040", " ")
+    except OSError:
+        return
+
+
+def _mount(fstype: str, target: str) -> bool:
+    try:
+        r = subprocess.run(["mount", "-t", fstype, "nodev", target],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return False
+    return r.returncode == 0
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise ToolError("must be run as root (tracefs is root-only); try sudo")
+
+
+def find_tracefs(mount: bool = True) -> str:
+    """Return the tracefs directory, mounting tracefs or debugfs if needed."""
+    env = os.environ.get(ENV_ROOT)
+    if env:
+        return env
+    for fstype, mnt in _mounts():
+        if fstype == "tracefs" and os.path.exists(os.path.join(mnt, "trace")):
+            return mnt
+    for fstype, mnt in _mounts():
+        if fstype == "debugfs" and os.path.exists(os.path.join(mnt, "tracing", "trace")):
+            return os.path.join(mnt, "tracing")
+    if mount:
+        if os.path.isdir(DEFAULT) and _mount("tracefs", DEFAULT) and \
+                os.path.exists(os.path.join(DEFAULT, "trace")):
+            return DEFAULT
+        if os.path.isdir(DEBUGFS) and _mount("debugfs", DEBUGFS):
+            d = os.path.join(DEBUGFS, "tracing")
+            if os.path.exists(os.path.join(d, "trace")):
+                return d
+    if not os.path.isdir(DEFAULT) and not os.path.isdir(DEBUGFS):
+        raise ToolError("tracefs not found: this kernel has no tracing "
+                        "support (CONFIG_FTRACE) or sysfs is not mounted")
+    if os.geteuid() != 0:
+        raise ToolError("tracefs is not mounted and only root can mount it; "
+                        "run as root")
+    raise ToolError("cannot mount tracefs on %s: is the kernel locked down "
+                    "(lockdown=confidentiality)? check dmesg" % DEFAULT)
+
+
+def explain(err: OSError, path: str, what: str = "write") -> str:
+    """A one-line explanation of an error from a tracefs file."""
+    name = os.path.basename(path)
+    if err.errno == errno.EPERM or err.errno == errno.EACCES:
+        if os.geteuid() != 0:
+            return "%s %s: permission denied: run as root" % (what, name)
+        return ("%s %s: operation not permitted: the kernel forbids it "
+                "(lockdown or a security policy)" % (what, name))
+    if err.errno == errno.EBUSY:
+        return "%s %s: device busy: another tracing user holds it" % (what, name)
+    if err.errno == errno.ENODEV:
+        return ("%s %s: ftrace disabled itself after an internal error "
+                "(see dmesg); reboot to trace again" % (what, name))
+    if err.errno == errno.ENOMEM:
+        return "%s %s: out of memory: ask for a smaller buffer" % (what, name)
+    if err.errno == errno.ENOENT:
+        return "%s %s: no such file: this kernel lacks the feature" % (what, name)
+    return "%s %s: %s" % (what, name, os.strerror(err.errno or 0))
+
+
+def read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def read_opt(path: str) -> Optional[str]:
+    """Read a file, or None where it does not exist or cannot be read."""
+    try:
+        return read(path)
+    except OSError:
+        return None
+
+
+def write(path: str, value: str, append: bool = False) -> None:
+    """Write one value to a control file (one write() call, as echo does)."""
+    flags = os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(path, flags)
+    try:
+        data = value.encode()
+        if not data:
+            data = b"\n" if not append else b""
+        if data:
+            os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def ftrace_enabled() -> bool:
+    v = read_opt("/proc/sys/kernel/ftrace_enabled")
+    return v is None or v.strip() != "0"

@@ -1,0 +1,83 @@
+"""Shared test set-up: the ``needs`` marker and the tracefs-unchanged check.
+
+Unit tests (tests/unit) need no root. Live tests (tests/live) use the real
+tracefs: each one is checked by ``tracefs_unchanged`` and skips, naming the
+feature, only where the kernel lacks what it ``needs``.
+"""
+
+import os
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, "lib"))
+sys.path.insert(0, HERE)
+
+import tracestate  # noqa: E402
+
+
+def _features():
+    from ftracetools.features import Features
+    if os.geteuid() != 0:
+        return None
+    try:
+        return Features()
+    except Exception:
+        return None
+
+
+_FEAT = None
+
+
+def features():
+    global _FEAT
+    if _FEAT is None:
+        _FEAT = _features() or False
+    return _FEAT or None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = str(item.fspath)
+        if os.sep + "live" + os.sep in path:
+            item.add_marker(pytest.mark.live)
+        if item.get_closest_marker("needs"):
+            item.add_marker(pytest.mark.vm)
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("live") is None:
+        return
+    if os.geteuid() != 0:
+        pytest.skip("live test: needs root")
+    feat = features()
+    if feat is None:
+        pytest.skip("live test: no tracefs")
+    for m in item.iter_markers("needs"):
+        for name in m.args:
+            why = feat.why_not(name)
+            if why:
+                pytest.skip("needs %s: %s" % (name, why))
+
+
+@pytest.fixture(autouse=True)
+def tracefs_unchanged(request):
+    """Every live test leaves every tracefs setting as it found it."""
+    if request.node.get_closest_marker("live") is None or features() is None:
+        yield
+        return
+    root = features().root
+    before = tracestate.snapshot(root)
+    yield
+    after = tracestate.snapshot(root)
+    changed = tracestate.diff(before, after)
+    if changed:
+        pytest.fail("tracefs changed by this test:\n  " + "\n  ".join(changed[:40]),
+                    pytrace=False)
+
+
+@pytest.fixture
+def tracefs_root():
+    return features().root

@@ -1,0 +1,97 @@
+"""Snapshot every tracefs setting, and name exactly what changed.
+
+Used by every live test (the ``tracefs_unchanged`` fixture) and by the
+torture suite. A snapshot maps a path relative to tracefs to the bytes read
+from it (or ``!errno`` where it could not be read).
+"""
+
+import os
+from typing import Dict, List
+
+# Files that are data, logs or statistics, not settings.
+_SKIP = {
+    "trace", "trace_pipe", "trace_marker", "trace_marker_raw", "free_buffer",
+    "README", "available_events", "available_filter_functions",
+    "available_filter_functions_addrs", "available_tracers", "printk_formats",
+    "saved_cmdlines", "saved_tgids", "enabled_functions", "touched_functions",
+    "dyn_ftrace_total_info", "error_log", "kprobe_profile", "uprobe_profile",
+    "trace_stat", "per_cpu", "hwlat_detector", "osnoise", "rv",
+    "stack_trace", "stack_max_size",
+    "tracing_max_latency", "snapshot", "buffer_total_size_kb", "timestamp_mode",
+    "id", "format", "hist", "inject",
+    "header_page", "header_event",
+}
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError as e:
+        return "!" + (os.strerror(e.errno) if e.errno else str(e))
+
+
+def _events(base: str, rel: str, out: Dict[str, str]) -> None:
+    ev = os.path.join(base, "events")
+    try:
+        systems = os.listdir(ev)
+    except OSError:
+        return
+    for s in systems:
+        sd = os.path.join(ev, s)
+        if not os.path.isdir(sd):
+            continue
+        out[rel + "events/%s/enable" % s] = _read(os.path.join(sd, "enable"))
+        for e in os.listdir(sd):
+            ed = os.path.join(sd, e)
+            if not os.path.isdir(ed):
+                continue
+            for f in ("enable", "filter", "trigger"):
+                p = os.path.join(ed, f)
+                if os.path.exists(p):
+                    out[rel + "events/%s/%s/%s" % (s, e, f)] = _read(p)
+
+
+def _level(base: str, rel: str, out: Dict[str, str]) -> None:
+    for name in sorted(os.listdir(base)):
+        p = os.path.join(base, name)
+        if name in _SKIP or name in ("events", "instances"):
+            continue
+        if name == "options" and os.path.isdir(p):
+            for o in sorted(os.listdir(p)):
+                out[rel + "options/" + o] = _read(os.path.join(p, o))
+            continue
+        if os.path.isfile(p):
+            out[rel + name] = _read(p)
+    _events(base, rel, out)
+
+
+def snapshot(root: str) -> Dict[str, str]:
+    """Every setting of the top level and of every instance."""
+    out: Dict[str, str] = {}
+    _level(root, "", out)
+    inst = os.path.join(root, "instances")
+    if os.path.isdir(inst):
+        names = sorted(os.listdir(inst))
+        out["instances/"] = " ".join(names)
+        for n in names:
+            try:
+                _level(os.path.join(inst, n), "instances/%s/" % n, out)
+            except OSError:
+                pass  # removed while we looked
+    return out
+
+
+def diff(before: Dict[str, str], after: Dict[str, str]) -> List[str]:
+    """Lines naming every setting that differs, empty when identical."""
+    lines = []
+    for k in sorted(set(before) | set(after)):
+        a, b = before.get(k), after.get(k)
+        if a != b:
+            if a is None:
+                lines.append("%s: appeared: %r" % (k, b[:200]))
+            elif b is None:
+                lines.append("%s: vanished (was %r)" % (k, a[:200]))
+            else:
+                lines.append("%s: %r -> %r" % (k, a[:200], b[:200]))
+    return lines
