@@ -6,6 +6,7 @@ from it (or ``!errno`` where it could not be read).
 """
 
 import os
+import re
 from typing import Dict, List
 
 # Files that are data, logs or statistics, not settings.
@@ -26,7 +27,15 @@ _SKIP = {
 def _read(path: str) -> str:
     try:
         with open(path, "rb") as f:
-            return f.read().decode(errors="replace")
+            text = f.read().decode(errors="replace")
+        if path.endswith("buffer_size_kb"):
+            # "7 (expanded: 1408)" is a buffer not yet allocated; the first
+            # user of any buffer allocates it (on some kernels, every
+            # buffer), after which it reads "1408": the same setting.
+            m = re.match(r"^\d+ \(expanded: (\d+)\)", text)
+            if m:
+                text = m.group(1) + "\n"
+        return text
     except OSError as e:
         return "!" + (os.strerror(e.errno) if e.errno else str(e))
 
@@ -66,13 +75,31 @@ def _level(base: str, rel: str, out: Dict[str, str]) -> None:
     _events(base, rel, out)
 
 
+_OWNED = re.compile(r"-(\d+)$")
+
+
+def _foreign(name: str) -> bool:
+    """An instance named TOOL-PID whose PID is alive and not ours.
+
+    Such an instance belongs to a run that is still going (another test
+    session, another user): its coming and going is not a change by the
+    test being checked. One whose PID is dead is a leftover and counts.
+    """
+    m = _OWNED.search(name)
+    if not m:
+        return False
+    pid = int(m.group(1))
+    return pid != os.getpid() and os.path.exists("/proc/%d" % pid)
+
+
 def snapshot(root: str) -> Dict[str, str]:
-    """Every setting of the top level and of every instance."""
+    """Every setting of the top level and of every instance (but those of
+    runs still going elsewhere, see ``_foreign``)."""
     out: Dict[str, str] = {}
     _level(root, "", out)
     inst = os.path.join(root, "instances")
     if os.path.isdir(inst):
-        names = sorted(os.listdir(inst))
+        names = sorted(n for n in os.listdir(inst) if not _foreign(n))
         out["instances/"] = " ".join(names)
         for n in names:
             try:

@@ -1,0 +1,135 @@
+"""A write-ahead undo journal, so that even SIGKILL leaves nothing behind.
+
+Before a session changes a tracefs file it appends the undo step to its
+journal (``journal.<pid>`` under the root-only run directory) and holds an
+flock on it for its whole life. A later run that can take that flock knows
+the owner is dead, replays the steps in reverse and deletes the journal.
+"""
+
+import errno
+import fcntl
+import json
+import os
+from typing import Callable, Dict, List, Optional
+
+from . import rundir, tracefs
+
+# One undo step: {"op": "write"|"append"|"rmdir", "path": rel, "value": str}
+
+
+def apply(root: str, step: Dict[str, str]) -> Optional[str]:
+    """Carry out one undo step; return an error line, or None."""
+    p = os.path.join(root, step["path"])
+    op = step["op"]
+    try:
+        if op == "rmdir":
+            for _ in range(50):
+                try:
+                    os.rmdir(p)
+                    break
+                except OSError as e:
+                    # A reader we just closed may still hold a reference.
+                    if e.errno != errno.EBUSY:
+                        raise
+                    import time
+                    time.sleep(0.01)
+            else:
+                os.rmdir(p)
+        elif op == "write":
+            tracefs.write(p, step["value"])
+        elif op == "append":
+            tracefs.write(p, step["value"], append=True)
+        else:
+            return "unknown undo step %r" % op
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            return None  # already gone (an instance removed with its files)
+        return "%s: %s" % (step["path"], os.strerror(e.errno or 0))
+    return None
+
+
+class Journal:
+    """The journal of the running session."""
+
+    def __init__(self, tool: str, root: str) -> None:
+        self.name = "journal.%d" % os.getpid()
+        # Locked and filled under a temporary name, then renamed: a
+        # recovering run never sees a journal whose owner has not locked it.
+        tmp = "new.%d" % os.getpid()
+        self.fd = rundir.open_file(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        self._put({"tool": tool, "pid": os.getpid(), "root": root})
+        d = os.open(rundir.path(), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.rename(tmp, self.name, src_dir_fd=d, dst_dir_fd=d)
+        finally:
+            os.close(d)
+
+    def _put(self, obj: Dict) -> None:
+        os.write(self.fd, (json.dumps(obj) + "\n").encode())
+
+    def record(self, step: Dict[str, str]) -> None:
+        self._put(step)
+
+    def close(self) -> None:
+        """Delete the journal: everything in it has been undone."""
+        try:
+            os.unlink(os.path.join(rundir.path(), self.name))
+        except OSError:
+            pass
+        os.close(self.fd)
+
+
+def _parse(data: str):
+    header, steps = None, []
+    for line in data.splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue  # a line torn by SIGKILL mid-write: its change never happened
+        if header is None:
+            header = obj
+        else:
+            steps.append(obj)
+    return header, steps
+
+
+def recover(warn: Callable[[str], None]) -> List[str]:
+    """Undo what dead runs left; return one line per recovered run."""
+    d = rundir.path()
+    try:
+        names = [n for n in os.listdir(d) if n.startswith("journal.")]
+    except OSError:
+        return []
+    done = []
+    for n in sorted(names):
+        try:
+            fd = rundir.open_file(n, os.O_RDWR)
+        except (OSError, Exception):
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its owner is alive
+            st = os.fstat(fd)
+            if st.st_nlink == 0:
+                continue  # its owner finished and unlinked it
+            data = os.pread(fd, st.st_size, 0).decode(errors="replace")
+            header, steps = _parse(data)
+            if not header:
+                os.unlink(os.path.join(d, n))
+                continue
+            root = header.get("root") or tracefs.find_tracefs()
+            errors = [e for e in (apply(root, s) for s in reversed(steps)) if e]
+            os.unlink(os.path.join(d, n))
+            line = ("restored %d tracing setting%s left by %s (pid %s), which "
+                    "was killed" % (len(steps), "" if len(steps) == 1 else "s",
+                                    header.get("tool", "?"), header.get("pid", "?")))
+            if errors:
+                line += "; could not restore: " + "; ".join(errors)
+            warn(line)
+            done.append(line)
+        finally:
+            os.close(fd)
+    return done

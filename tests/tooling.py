@@ -1,0 +1,92 @@
+"""Running the tools as a user would, from tests: subprocesses of bin/TOOL.
+
+``start()`` returns once the tool printed its "Tracing ..." banner (the
+moment tracing is live); ``stop()`` sends a signal and collects the output.
+Time limits scale with FTT_TIME_SCALE (set in the slow QEMU guests).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import List, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+SCALE = float(os.environ.get("FTT_TIME_SCALE", "1"))
+
+
+def tool_path(tool: str) -> str:
+    return os.path.join(REPO, "bin", tool)
+
+
+def argv(tool: str, *args: str) -> List[str]:
+    return [sys.executable, tool_path(tool)] + [str(a) for a in args]
+
+
+def run(tool: str, *args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    """Run a tool to its end; returns the CompletedProcess (text mode)."""
+    return subprocess.run(argv(tool, *args), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True,
+                          timeout=timeout * SCALE, **kw)
+
+
+class Running:
+    def __init__(self, tool: str, args, env=None, stdout=subprocess.PIPE) -> None:
+        e = dict(os.environ)
+        e.update(env or {})
+        self.proc = subprocess.Popen(argv(tool, *args), stdout=stdout,
+                                     stderr=subprocess.PIPE, text=True, env=e)
+        self.err: List[str] = []
+        self.out: List[str] = []
+        self.live = threading.Event()
+        self._t_err = threading.Thread(target=self._read_err, daemon=True)
+        self._t_err.start()
+        self._t_out = None
+        if stdout == subprocess.PIPE:
+            self._t_out = threading.Thread(target=self._read_out, daemon=True)
+            self._t_out.start()
+
+    def _read_err(self) -> None:
+        for line in self.proc.stderr:
+            self.err.append(line)
+            if line.startswith("Tracing"):
+                self.live.set()
+        self.live.set()
+
+    def _read_out(self) -> None:
+        for line in self.proc.stdout:
+            self.out.append(line)
+
+    def wait_live(self, timeout: float = 30) -> None:
+        if not self.live.wait(timeout * SCALE) or self.proc.poll() is not None \
+                and not any(l.startswith("Tracing") for l in self.err):
+            raise AssertionError("tool did not start tracing: rc=%s stderr=%s"
+                                 % (self.proc.poll(), "".join(self.err)))
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30):
+        """Signal the tool, wait for it; returns (rc, stdout, stderr)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 60):
+        try:
+            rc = self.proc.wait(timeout * SCALE)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("tool did not end in time; stderr=%s" % "".join(self.err))
+        self._t_err.join(5)
+        if self._t_out:
+            self._t_out.join(5)
+        return rc, "".join(self.out), "".join(self.err)
+
+
+def start(tool: str, *args: str, env=None, timeout: float = 30, stdout=subprocess.PIPE) -> Running:
+    """Start a tool and return once tracing is live."""
+    r = Running(tool, args, env=env, stdout=stdout)
+    r.wait_live(timeout)
+    return r

@@ -1,0 +1,423 @@
+#!/usr/bin/env python3
+"""Run the live tests inside Debian 12's stock kernels under QEMU (virtme-ng).
+
+For each kernel (by default the newest Debian 6.1 ``/boot/vmlinuz-6.1.0-N-amd64``
+and the newest ``/boot/vmlinuz-6.12.N+deb12-amd64``) boot ONCE with
+``vng --disable-kvm --memory 2G --cpus 2`` and run, inside the guest,
+
+    python3 -m pytest -p no:cacheprovider tests/live -m vm [EXTRA...]
+
+as root, with the host's Python (``sys.executable``, by absolute path: the
+guest sees the host's root filesystem read-only, but with another PATH), the
+checkout read-only at the same path, PYTHONDONTWRITEBYTECODE=1, and JUnit XML
+written to the ``--rwdir`` directory (the only writable host directory).
+Then print, per kernel: tests ran/passed/failed/skipped, skip reasons, the
+guest's tracefs features, and boot/run timings.
+
+Usage:
+    tests/vm/runvm.py [options] [PYTEST_ARG ...]
+
+    PYTEST_ARG...       appended to the guest's pytest command (e.g. -k canary,
+                        or another path such as tests/unit). The environment
+                        variable FTRACETOOLS_VM_PYTEST_ARGS (shell words) is
+                        appended too.
+    --paths P,P         test paths to run (default: tests/live)
+    --marker EXPR       pytest -m expression (default: vm; '' for none)
+    --kernel PATH       a vmlinuz to boot; repeat for several (default: 6.1 and 6.12)
+    --rwdir DIR         where results go (default: a new /tmp/ftracetools-vm-*)
+    --timeout SEC       per boot, boot included (default 1200, env
+                        FTRACETOOLS_VM_TIMEOUT); past it the qemu process
+                        group is killed and the kernel counts as failed
+    --guest-cmd CMD     run CMD in the guest instead of pytest (debugging;
+                        the kernel passes when CMD exits 0)
+    --verbose           pass -v to vng (kernel console) and -v to pytest
+
+Exit status:
+    0   every kernel booted, ran at least one test, and no test failed
+    1   a guest test failed or errored, a guest died or hung, no JUnit XML
+        came back, no test ran; or, with CI=true, the tier cannot run here
+    2   bad usage
+    77  the VM tier cannot run here (no vng, QEMU or kernels; run
+        tests/vm/install.sh as root) and CI is not "true": a line
+        "VM tier skipped: <reason>" is printed. Callers treat 77 as skipped.
+"""
+
+import argparse
+import glob
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import xml.etree.ElementTree as ET
+from typing import Dict, List, Optional, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+
+EXIT_OK = 0
+EXIT_FAIL = 1
+EXIT_USAGE = 2
+EXIT_SKIPPED = 77
+
+DEFAULT_TIMEOUT = 1200
+UP_MARK = "FTT-VM-GUEST-UP"
+
+FEATURES_SCRIPT = r"""
+import sys
+try:
+    from ftracetools.features import Features, FEATURES
+    f = Features()
+    print("tracefs: %s" % f.root)
+    for n in FEATURES:
+        w = f.why_not(n)
+        print("  %-24s %s" % (n, "yes" if w is None else "no: " + w))
+except Exception as e:
+    print("features: cannot probe: %r" % (e,))
+"""
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# --- finding what we need ---------------------------------------------------
+
+def _version_key(s: str) -> Tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", s))
+
+
+def find_kernels(boot: str = "/boot") -> Tuple[List[str], List[str]]:
+    """(kernels found, names of the kinds that are missing)."""
+    kinds = [
+        ("6.1 (linux-image-amd64)", re.compile(r"^vmlinuz-6\.1\.0-\d+-amd64$")),
+        ("6.12 (linux-image-6.12.*+deb12-amd64)", re.compile(r"^vmlinuz-6\.12\.\d+\+deb12-amd64$")),
+    ]
+    found, missing = [], []
+    names = [os.path.basename(p) for p in glob.glob(os.path.join(boot, "vmlinuz-*"))]
+    for what, rx in kinds:
+        match = sorted((n for n in names if rx.match(n)), key=_version_key)
+        if match:
+            found.append(os.path.join(boot, match[-1]))
+        else:
+            missing.append(what)
+    return found, missing
+
+
+def find_vng() -> Optional[str]:
+    """vng installed for this Python first (it must be the tests' Python)."""
+    mine = os.path.join(os.path.dirname(sys.executable), "vng")
+    if os.access(mine, os.X_OK):
+        return mine
+    return shutil.which("vng")
+
+
+def cannot_run(kernels: List[str], missing: List[str]) -> Optional[str]:
+    """Why the VM tier cannot run on this machine, or None."""
+    if not sys.platform.startswith("linux"):
+        return "not Linux"
+    if find_vng() is None:
+        return "virtme-ng (vng) is not installed (run tests/vm/install.sh as root)"
+    if shutil.which("qemu-system-x86_64") is None:
+        return "qemu-system-x86_64 is not installed (run tests/vm/install.sh as root)"
+    if missing:
+        return "no %s kernel in /boot (run tests/vm/install.sh as root)" % " or ".join(missing)
+    for k in kernels:
+        if not os.access(k, os.R_OK):
+            return "cannot read %s (run as root)" % k
+    return None
+
+
+def kernel_release(vmlinuz: str) -> str:
+    return os.path.basename(vmlinuz)[len("vmlinuz-"):]
+
+
+# --- one boot -----------------------------------------------------------------
+
+class Boot:
+    """The result of booting one kernel and running the guest command."""
+
+    def __init__(self, kernel: str) -> None:
+        self.kernel = kernel
+        self.release = kernel_release(kernel)
+        self.short = self.release.split("-")[0].split("+")[0]
+        self.status: Optional[int] = None      # vng's exit status
+        self.timed_out = False
+        self.boot_s: Optional[float] = None    # start -> guest command running
+        self.total_s = 0.0
+        self.guest_rc: Optional[int] = None    # written by the guest itself
+        self.console: List[str] = []
+
+    @property
+    def run_s(self) -> Optional[float]:
+        return None if self.boot_s is None else self.total_s - self.boot_s
+
+
+def guest_script(args: argparse.Namespace, rel: str, extra: List[str]) -> str:
+    q = shlex.quote
+    rw = args.rwdir
+    py = sys.executable
+    lines = [
+        "mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null",
+        "echo %s" % UP_MARK,
+        "cd %s || exit 90" % q(REPO),
+        "export PYTHONDONTWRITEBYTECODE=1",
+    ]
+    if args.guest_cmd is not None:
+        lines.append(args.guest_cmd)
+    else:
+        lines.append("PYTHONPATH=%s %s -c %s > %s 2>&1" % (
+            q(os.path.join(REPO, "lib")), q(py), q(FEATURES_SCRIPT),
+            q(os.path.join(rw, "features-%s.txt" % rel))))
+        cmd = [py, "-m", "pytest", "-p", "no:cacheprovider", "-rfEs",
+               "--junitxml=" + os.path.join(rw, "junit-%s.xml" % rel)]
+        if args.verbose:
+            cmd.append("-v")
+        cmd += args.paths
+        if args.marker:
+            cmd += ["-m", args.marker]
+        cmd += extra
+        lines.append(" ".join(q(c) for c in cmd))
+    lines += [
+        "rc=$?",
+        "echo $rc > %s" % q(os.path.join(rw, "rc-%s" % rel)),
+        "exit $rc",
+    ]
+    return "\n".join(lines)
+
+
+def _kill_group(proc: "subprocess.Popen[bytes]") -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=10)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def boot(kernel: str, args: argparse.Namespace, extra: List[str]) -> Boot:
+    b = Boot(kernel)
+    rel = b.release
+    for name in ("junit-%s.xml", "rc-%s", "features-%s.txt"):
+        try:
+            os.unlink(os.path.join(args.rwdir, name % rel))
+        except FileNotFoundError:
+            pass
+    cmd = [find_vng() or "vng", "-r", kernel, "--memory", "2G", "--cpus", "2",
+           "--disable-kvm", "--rwdir", args.rwdir,
+           "--exec", guest_script(args, rel, extra)]
+    if args.verbose:
+        cmd.insert(1, "-v")
+    logf = open(os.path.join(args.rwdir, "console-%s.log" % rel), "w")
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            cwd=args.rwdir)
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for raw in iter(proc.stdout.readline, b""):
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            if b.boot_s is None and line.strip() == UP_MARK:
+                b.boot_s = time.monotonic() - t0
+                log("[%s] guest up after %.1f s" % (b.short, b.boot_s))
+                continue
+            b.console.append(line)
+            logf.write(line + "\n")
+            logf.flush()
+            log("[%s] %s" % (b.short, line))
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        b.status = proc.wait(timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        b.timed_out = True
+        log("[%s] TIMEOUT after %d s: killing the qemu process group" % (b.short, args.timeout))
+        _kill_group(proc)
+        b.status = proc.returncode
+    except BaseException:
+        _kill_group(proc)
+        raise
+    else:
+        # Leave nothing behind (vng's helpers share its process group).
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    reader.join(timeout=10)
+    logf.close()
+    b.total_s = time.monotonic() - t0
+    try:
+        with open(os.path.join(args.rwdir, "rc-%s" % rel)) as f:
+            b.guest_rc = int(f.read().strip())
+    except (OSError, ValueError):
+        b.guest_rc = None
+    return b
+
+
+# --- the report ---------------------------------------------------------------
+
+class Results:
+    def __init__(self) -> None:
+        self.tests = 0
+        self.passed = 0
+        self.failed: List[Tuple[str, str]] = []
+        self.skipped: List[Tuple[str, str]] = []
+
+
+def parse_junit(path: str) -> Results:
+    r = Results()
+    root = ET.parse(path).getroot()
+    for case in root.iter("testcase"):
+        name = "%s::%s" % (case.get("classname", ""), case.get("name", ""))
+        r.tests += 1
+        bad = case.find("failure")
+        if bad is None:
+            bad = case.find("error")
+        skip = case.find("skipped")
+        if bad is not None:
+            msg = (bad.get("message") or bad.text or "").strip().splitlines()
+            r.failed.append((name, msg[0] if msg else ""))
+        elif skip is not None:
+            r.skipped.append((name, (skip.get("message") or "").strip()))
+        else:
+            r.passed += 1
+    return r
+
+
+def fmt_s(v: Optional[float]) -> str:
+    return "?" if v is None else "%.1f s" % v
+
+
+def report(b: Boot, args: argparse.Namespace) -> bool:
+    """Print this kernel's report; True when it passed."""
+    rel = b.release
+    log("")
+    log("=== VM %s: %s ===" % (b.short, b.kernel))
+    log("  time: boot %s, run %s, total %s" % (fmt_s(b.boot_s), fmt_s(b.run_s), fmt_s(b.total_s)))
+    try:
+        with open(os.path.join(args.rwdir, "features-%s.txt" % rel)) as f:
+            log("  guest features:")
+            for line in f.read().splitlines():
+                log("    " + line)
+    except OSError:
+        pass
+    problems: List[str] = []
+    if b.timed_out:
+        problems.append("guest hung: killed after the %d s timeout" % args.timeout)
+    elif b.boot_s is None:
+        problems.append("guest never started the test command (boot failed?) "
+                        "vng exit status %s" % b.status)
+    elif b.guest_rc is None:
+        problems.append("guest died before the test command finished "
+                        "(vng exit status %s)" % b.status)
+    ok = True
+    if args.guest_cmd is not None:
+        if b.guest_rc not in (None, 0):
+            problems.append("guest command exited %d" % b.guest_rc)
+    else:
+        xml = os.path.join(args.rwdir, "junit-%s.xml" % rel)
+        res: Optional[Results] = None
+        if not os.path.exists(xml):
+            problems.append("no JUnit XML came back (%s)" % xml)
+        else:
+            try:
+                res = parse_junit(xml)
+            except (ET.ParseError, OSError) as e:
+                problems.append("unreadable JUnit XML %s: %s" % (xml, e))
+        if res is not None:
+            log("  tests: %d ran, %d passed, %d failed, %d skipped" % (
+                res.tests, res.passed, len(res.failed), len(res.skipped)))
+            for name, why in res.skipped:
+                log("    SKIP %s: %s" % (name, why))
+            for name, why in res.failed:
+                log("    FAIL %s: %s" % (name, why))
+            if res.failed:
+                problems.append("%d test(s) failed" % len(res.failed))
+            if res.tests == 0:
+                problems.append("no test ran in the guest")
+            if b.guest_rc not in (None, 0, 5) and not res.failed:
+                problems.append("pytest exited %d" % b.guest_rc)
+    if problems:
+        ok = False
+        if b.console and (b.timed_out or b.guest_rc is None):
+            log("  last guest output:")
+            for line in b.console[-15:]:
+                log("    | " + line)
+        for p in problems:
+            log("  FAILED: " + p)
+    log("  result: %s" % ("ok" if ok else "FAILED"))
+    return ok
+
+
+# --- main -----------------------------------------------------------------------
+
+def parse_args(argv: List[str]) -> Tuple[argparse.Namespace, List[str]]:
+    ap = argparse.ArgumentParser(
+        description="Run the live tests inside Debian's 6.1 and 6.12 kernels under QEMU.",
+        epilog="Exit: 0 ok, 1 failed, 77 skipped (tier cannot run here; not under CI=true).")
+    ap.add_argument("--paths", default="tests/live",
+                    help="comma-separated test paths (default tests/live)")
+    ap.add_argument("--marker", default="vm", help="pytest -m expression (default vm)")
+    ap.add_argument("--kernel", action="append", default=[], help="vmlinuz to boot (repeatable)")
+    ap.add_argument("--rwdir", help="results directory (default: new /tmp/ftracetools-vm-*)")
+    ap.add_argument("--timeout", type=int,
+                    default=int(os.environ.get("FTRACETOOLS_VM_TIMEOUT") or DEFAULT_TIMEOUT),
+                    help="seconds per boot (default %d)" % DEFAULT_TIMEOUT)
+    ap.add_argument("--guest-cmd", help="run this shell command in the guest instead of pytest")
+    ap.add_argument("--verbose", action="store_true")
+    args, extra = ap.parse_known_args(argv)
+    args.paths = [p for p in args.paths.split(",") if p]
+    extra += shlex.split(os.environ.get("FTRACETOOLS_VM_PYTEST_ARGS", ""))
+    return args, extra
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args, extra = parse_args(sys.argv[1:] if argv is None else argv)
+    ci = os.environ.get("CI", "").lower() == "true"
+    if args.kernel:
+        kernels, missing = args.kernel, []
+    else:
+        kernels, missing = find_kernels()
+    why = cannot_run(kernels, missing)
+    if why:
+        if ci:
+            log("VM tier FAILED: cannot run under CI: %s" % why)
+            return EXIT_FAIL
+        log("VM tier skipped: %s" % why)
+        return EXIT_SKIPPED
+    if args.rwdir:
+        os.makedirs(args.rwdir, exist_ok=True)
+        args.rwdir = os.path.abspath(args.rwdir)
+    else:
+        args.rwdir = tempfile.mkdtemp(prefix="ftracetools-vm-")
+    log("VM tier: kernels %s; results in %s; timeout %d s per boot" % (
+        ", ".join(kernel_release(k) for k in kernels), args.rwdir, args.timeout))
+    t0 = time.monotonic()
+    boots: Dict[str, bool] = {}
+    for k in kernels:
+        log("--- booting %s (QEMU TCG, no KVM: 20-35 s to boot, code runs slowly)" % k)
+        b = boot(k, args, extra)
+        boots[b.release] = report(b, args)
+    total = time.monotonic() - t0
+    log("")
+    bad = [r for r, ok in boots.items() if not ok]
+    for r, ok in boots.items():
+        log("VM %-28s %s" % (r, "ok" if ok else "FAILED"))
+    log("VM tier %s in %.1f s (%d kernel(s))" % (
+        "FAILED" if bad else "passed", total, len(boots)))
+    return EXIT_FAIL if bad else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
