@@ -16,17 +16,7 @@ from typing import Callable, Dict, List, Optional, Set
 from . import cpus as cpulib
 from . import procs
 from .errors import Interrupted, ToolError, UsageError
-from .session import END_SIGNALS
-
-
-def _raise(signum, frame):
-    raise Interrupted(signum)
-
-
-def install_signals() -> None:
-    """Every end signal unwinds the stack (and so runs all cleanup)."""
-    for s in END_SIGNALS:
-        signal.signal(s, _raise)
+from . import signals
 
 
 def _usage(doc: str) -> str:
@@ -38,7 +28,7 @@ def _usage(doc: str) -> str:
 def run(tool: str, doc: str, body: Callable[[Dict], int],
         argv: Optional[List[str]] = None) -> int:
     from docopt import DocoptExit, docopt
-    install_signals()
+    signals.install()
     try:
         try:
             args = docopt(doc, argv=sys.argv[1:] if argv is None else argv,
@@ -48,7 +38,11 @@ def run(tool: str, doc: str, body: Callable[[Dict], int],
             return 2
         except SystemExit as e:  # -h / --help printed the help
             return 0 if not e.code else 2
-        return body(args) or 0
+        rc = body(args) or 0
+        sig = signals.pending()
+        if sig is not None and sig not in (signal.SIGINT, signal.SIGTERM):
+            return 128 + sig
+        return rc
     except UsageError as e:
         sys.stderr.write("%s: %s\n%s\n" % (tool, e, _usage(doc)))
         return 2
@@ -223,6 +217,7 @@ def trace_loop(drain: Callable[[], None], *,
     n = 0
     try:
         while True:
+            signals.check()
             now = time.monotonic()
             t = tick
             for d in (next_iv, end):
@@ -246,6 +241,7 @@ def trace_loop(drain: Callable[[], None], *,
             if alive is not None and not alive():
                 drain()
                 return "exited"
+            signals.check()
     except Interrupted as e:
         if e.signum in (signal.SIGINT, signal.SIGTERM):
             return "signal"

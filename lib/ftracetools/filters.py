@@ -47,3 +47,13 @@ def all_of(*parts: Optional[str]) -> Optional[str]:
     if len(ps) == 1:
         return ps[0]
     return " && ".join("(%s)" % p for p in ps)
+
+
+def any_filter(*parts: Optional[str]) -> Optional[str]:
+    """Join filters with ||, each in parentheses; None when there are none."""
+    ps = [p for p in parts if p]
+    if not ps:
+        return None
+    if len(ps) == 1:
+        return ps[0]
+    return " || ".join("(%s)" % p for p in ps)

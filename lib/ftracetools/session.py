@@ -5,26 +5,24 @@ the tool and its PID; ``Session(tool, top_level=True)`` takes the top level
 under an exclusive lock instead, refusing when someone else uses it. Every
 change goes through ``s.set`` and friends, which journal the undo step
 before writing; on every way out (return, exception, signal, a setup that
-failed half way) the steps are undone in reverse with signals blocked, so a
-second Ctrl-C cannot cut the cleanup short. After SIGKILL the next run of
+failed half way) the steps are undone in reverse; signals are acted on only
+at safe points (``signals.check``), so a second Ctrl-C cannot cut the
+cleanup short. After SIGKILL the next run of
 any tool replays the journal (``journal.recover``).
 """
 
 import errno
 import os
 import re
-import signal
 import sys
 from typing import Dict, Iterable, List, Optional
 
 from . import journal, tracefs
+from . import signals
 from .errors import ToolError
 from .features import Features
 from .lock import TopLevelLock
 
-#: Signals that end a run; the session blocks them while it cleans up.
-END_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
-               signal.SIGPIPE)
 
 _FILTER_LISTS = ("set_ftrace_filter", "set_ftrace_notrace",
                  "set_graph_function", "set_graph_notrace")
@@ -94,8 +92,8 @@ class Session:
             if self.top_level:
                 self._lock = TopLevelLock(self.tool)
                 self._lock.acquire()
-                self._check_top_level_free()
                 self.dir = self.root
+                self._check_top_level_free()
             else:
                 if not self.features.has("instances"):
                     raise ToolError(self.features.why_not("instances") or "")
@@ -105,6 +103,7 @@ class Session:
                 try:
                     os.mkdir(os.path.join(self.root, rel))
                 except OSError as e:
+                    self._steps.pop()
                     raise ToolError("cannot create trace instance %s: %s"
                                     % (self.instance, os.strerror(e.errno or 0)))
                 self.dir = os.path.join(self.root, rel)
@@ -144,36 +143,33 @@ class Session:
                             "clear it with care" % "; ".join(busy))
 
     def _teardown(self) -> None:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, END_SIGNALS)
-        try:
-            for f in self._files:
-                try:
-                    f.close()
-                except OSError:
-                    pass
-            for fd in self._fds:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-            self._files, self._fds = [], []
-            errors = [e for e in (journal.apply(self.root, s)
-                                  for s in reversed(self._steps)) if e]
-            self._steps = []
-            if self._lock:
-                self._lock.release()
-                self._lock = None
-            if self._journal:
-                if errors:
-                    # Leave the journal for the next run to retry.
-                    os.close(self._journal.fd)
-                else:
-                    self._journal.close()
-                self._journal = None
+        # no signals.check() in here: nothing may cut it short
+        for f in self._files:
+            try:
+                f.close()
+            except OSError:
+                pass
+        for fd in self._fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._files, self._fds = [], []
+        errors = [e for e in (journal.apply(self.root, s)
+                              for s in reversed(self._steps)) if e]
+        self._steps = []
+        if self._lock:
+            self._lock.release()
+            self._lock = None
+        if self._journal:
             if errors:
-                self.warn("warning: could not restore: " + "; ".join(errors))
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+                # Leave the journal for the next run to retry.
+                os.close(self._journal.fd)
+            else:
+                self._journal.close()
+            self._journal = None
+        if errors:
+            self.warn("warning: could not restore: " + "; ".join(errors))
 
     # -- changes ------------------------------------------------------------
 
@@ -223,6 +219,7 @@ class Session:
         undo = undo_value(name, old)
         if undo == value.strip():
             return
+        signals.check()
         self._record({"op": "write", "path": self._rel(name), "value": undo})
         self._write(name, value)
 
@@ -249,12 +246,14 @@ class Session:
 
     def add_trigger(self, system: str, event: str, trigger: str) -> None:
         name = "events/%s/%s/trigger" % (system, event)
+        signals.check()
         self._record({"op": "append", "path": self._rel(name), "value": "!" + trigger})
         self._write(name, trigger, append=True)
 
     def add_dynamic(self, file: str, definition: str, removal: str) -> None:
         """Add a probe or synthetic event to a top-level list file."""
         p = os.path.relpath(os.path.join(self.root, file), self.root)
+        signals.check()
         self._record({"op": "append", "path": p, "value": removal})
         try:
             tracefs.write(os.path.join(self.root, file), definition, append=True)

@@ -2,13 +2,14 @@
 """A minimal tool built only from the library, for the session tests.
 
 Usage:
-  victim.py [-t] [-p PID] [-s SECS] [--slow-cleanup]
+  victim.py [-t] [-p PID] [-s SECS] [--slow-cleanup] [--print]
 
 Options:
   -t              Take the top level (under the lock) instead of an instance.
   -p PID          Filter on this process.
   -s SECS         Stop after SECS.
   --slow-cleanup  Sleep in teardown so that signals arrive during it.
+  --print         Print a line after every read.
 """
 
 import os
@@ -39,7 +40,10 @@ def body(args) -> int:
         n = [0]
 
         def drain():
-            n[0] += len(r.drain())
+            got = len(r.drain())
+            n[0] += got
+            if args["--print"]:
+                print("read", got, flush=True)
         cli.trace_loop(drain, duration=dur, alive=targets.alive)
         print("events", n[0], "lost", r.lost())
     return 0
