@@ -1,0 +1,161 @@
+"""The undo journal, the lock and the session against a fake tracefs."""
+
+import fcntl
+import json
+import os
+
+import pytest
+
+from ftracetools import journal, lock, rundir, session, tracefs
+from ftracetools.errors import ToolError
+from ftracetools.features import Features
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    """A fake tracefs and a private run directory."""
+    root = tmp_path / "tracing"
+    for d in ("instances", "events/sched/sched_switch", "options"):
+        (root / d).mkdir(parents=True)
+    files = {"current_tracer": "nop\n", "tracing_on": "1\n", "trace": "",
+             "buffer_size_kb": "7 (expanded: 1408)\n", "set_event": "",
+             "set_ftrace_filter": "#### all functions enabled ####\n",
+             "set_event_pid": "", "trace_clock": "[local] global mono\n",
+             "events/sched/sched_switch/enable": "0\n",
+             "events/sched/sched_switch/filter": "none\n",
+             "options/event-fork": "0\n"}
+    for k, v in files.items():
+        (root / k).write_text(v)
+    run = tmp_path / "run"
+    monkeypatch.setenv(rundir.ENV, str(run))
+    monkeypatch.setattr(tracefs, "require_root", lambda: None)
+    return root
+
+
+def fake_instance(root, name):
+    d = root / "instances" / name
+    (d / "events/sched/sched_switch").mkdir(parents=True)
+    (d / "options").mkdir()
+    for k, v in {"tracing_on": "1\n", "trace_clock": "[local] mono\n",
+                 "events/sched/sched_switch/enable": "0\n",
+                 "events/sched/sched_switch/filter": "none\n"}.items():
+        (d / k).write_text(v)
+    return d
+
+
+def test_rundir_is_private(fake):
+    d = rundir.ensure()
+    assert os.stat(d).st_mode & 0o777 == 0o700
+
+
+def test_rundir_refuses_a_symlink(fake, tmp_path):
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o700)
+    os.symlink(str(target), os.environ[rundir.ENV])
+    with pytest.raises(ToolError, match="symlink"):
+        rundir.ensure()
+
+
+def test_rundir_refuses_an_open_directory(fake):
+    os.mkdir(os.environ[rundir.ENV], 0o700)
+    os.chmod(os.environ[rundir.ENV], 0o777)
+    with pytest.raises(ToolError, match="not private"):
+        rundir.ensure()
+
+
+def test_planted_symlink_file_is_not_followed(fake, tmp_path):
+    d = rundir.ensure()
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    os.symlink(str(victim), os.path.join(d, lock.NAME))
+    with pytest.raises(ToolError, match="symlink"):
+        lock.TopLevelLock("t").acquire()
+    assert victim.read_text() == "precious"
+
+
+def test_lock_is_exclusive_and_names_its_holder(fake):
+    a = lock.TopLevelLock("funcgraph")
+    a.acquire()
+    with pytest.raises(ToolError, match=r"funcgraph \(pid %d\)" % os.getpid()):
+        lock.TopLevelLock("other").acquire()
+    a.release()
+    b = lock.TopLevelLock("other")
+    b.acquire()
+    b.release()
+
+
+def test_session_undoes_everything_on_error(fake):
+    with pytest.raises(RuntimeError):
+        with session.Session("t", features=Features(str(fake))) as s:
+            inst = fake_instance(fake, s.instance)
+            assert s.dir == str(inst)
+            s.set("trace_clock", "mono")
+            s.enable_event("sched", "sched_switch", "prev_pid == 1")
+            assert (inst / "events/sched/sched_switch/filter").read_text() == "prev_pid == 1"
+            j = os.path.join(os.environ[rundir.ENV], "journal.%d" % os.getpid())
+            steps = [json.loads(l) for l in open(j)]
+            assert steps[0]["tool"] == "t" and steps[1]["op"] == "rmdir"
+            raise RuntimeError("boom")
+    # The fake instance directory holds files, so rmdir fails there; the
+    # settings inside it were restored first, in reverse.
+    assert (inst / "trace_clock").read_text() == "local"
+    assert (inst / "events/sched/sched_switch/filter").read_text() == "0"
+    assert (inst / "events/sched/sched_switch/enable").read_text() == "0"
+
+
+def test_top_level_session_restores_and_unlocks(fake):
+    with session.Session("t", top_level=True, features=Features(str(fake))) as s:
+        s.set("current_tracer", "function")
+        s.set_pids("set_event_pid", [3, 4])
+        s.set_option("event-fork")
+        with pytest.raises(ToolError, match="in use"):
+            lock.TopLevelLock("x").acquire()
+    assert (fake / "current_tracer").read_text() == "nop"
+    assert (fake / "set_event_pid").read_text() == "\n"
+    assert (fake / "options/event-fork").read_text() == "0"
+    assert os.listdir(os.environ[rundir.ENV]) == [lock.NAME]
+
+
+def test_busy_top_level_is_refused(fake):
+    (fake / "current_tracer").write_text("function_graph\n")
+    with pytest.raises(ToolError, match="current_tracer is function_graph"):
+        with session.Session("t", top_level=True, features=Features(str(fake))):
+            pass
+    assert (fake / "current_tracer").read_text() == "function_graph\n"
+
+
+def test_recover_replays_a_dead_runs_journal(fake):
+    d = rundir.ensure()
+    (fake / "current_tracer").write_text("function")
+    (fake / "tracing_on").write_text("0")
+    with open(os.path.join(d, "journal.999999"), "w") as f:
+        f.write(json.dumps({"tool": "funccount", "pid": 999999, "root": str(fake)}) + "\n")
+        f.write(json.dumps({"op": "write", "path": "current_tracer", "value": "nop"}) + "\n")
+        f.write(json.dumps({"op": "write", "path": "tracing_on", "value": "1"}) + "\n")
+        f.write('{"op": "write", "pa')  # torn by SIGKILL: never applied
+    said = []
+    journal.recover(said.append)
+    assert (fake / "current_tracer").read_text() == "nop"
+    assert (fake / "tracing_on").read_text() == "1"
+    assert said == ["restored 2 tracing settings left by funccount (pid 999999), which was killed"]
+    assert os.listdir(d) == []
+
+
+def test_recover_leaves_a_live_runs_journal_alone(fake):
+    j = journal.Journal("live", str(fake))
+    j.record({"op": "write", "path": "current_tracer", "value": "nop"})
+    (fake / "current_tracer").write_text("function")
+    said = []
+    journal.recover(said.append)
+    assert said == [] and (fake / "current_tracer").read_text() == "function"
+    j.close()
+    assert os.listdir(rundir.path()) == []
+
+
+def test_fault_injection_rolls_back(fake, monkeypatch):
+    monkeypatch.setenv("FTRACETOOLS_FAIL_WRITE", "2:EBUSY")
+    with pytest.raises(ToolError, match="busy"):
+        with session.Session("t", top_level=True, features=Features(str(fake))) as s:
+            s.set("current_tracer", "function")
+            s.set("tracing_on", "0")
+    assert (fake / "current_tracer").read_text() == "nop"
