@@ -27,7 +27,12 @@ def _usage(doc: str) -> str:
 
 def run(tool: str, doc: str, body: Callable[[Dict], int],
         argv: Optional[List[str]] = None) -> int:
-    from docopt import DocoptExit, docopt
+    try:
+        from docopt import DocoptExit, docopt
+    except ImportError:
+        sys.stderr.write("%s: the docopt-ng module is missing: python3 -m pip "
+                         "install docopt-ng\n" % tool)
+        return 1
     signals.install()
     try:
         try:
