@@ -1,0 +1,229 @@
+"""schedtrace against the kernel's own per-task accounting.
+
+Two processes ping-pong one byte over pipes a known number of times while
+schedtrace traces the parent with -p (the child, forked after tracing
+began, is followed through event-fork). What the tool reports per task is
+compared with the deltas of /proc/PID/status (voluntary_ctxt_switches,
+nonvoluntary_ctxt_switches) and /proc/PID/schedstat (run ns, run-queue
+wait ns, timeslices) taken around the workload. Both processes are blocked
+in read() before and after, so nothing runs outside the window.
+
+Run this file as a script (``pingpong N``) to get the workload alone.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from typing import Dict, List, Tuple
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+import tooling  # noqa: E402
+
+ROUNDS = 3000
+# run time: the trace clock and the scheduler's rq clock differ by the
+# cost of the switch path itself: a few microseconds per slice.
+RUN_TOL_PER_SLICE_NS = 5000
+RUN_TOL = 0.03
+
+
+def pingpong(n: int) -> None:
+    """Parent: wait for "go", fork, ping-pong n times, report, wait for "end"."""
+    print("ready", flush=True)
+    sys.stdin.readline()
+    a_r, a_w = os.pipe()
+    b_r, b_w = os.pipe()
+    end_r, end_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        for _ in range(n):
+            os.read(a_r, 1)
+            os.write(b_w, b"y")
+        os.read(end_r, 1)
+        os._exit(0)
+    for _ in range(n):
+        os.write(a_w, b"x")
+        os.read(b_r, 1)
+    print("done %d" % pid, flush=True)
+    sys.stdin.readline()
+    os.close(end_w)
+    os.waitpid(pid, 0)
+
+
+def counters(pid: int) -> Dict[str, int]:
+    with open("/proc/%d/status" % pid) as f:
+        st = f.read()
+    with open("/proc/%d/schedstat" % pid) as f:
+        run, wait, slices = (int(x) for x in f.read().split())
+    return {"voluntary": int(re.search(r"voluntary_ctxt_switches:\s+(\d+)", st).group(1)),
+            "involuntary": int(re.search(r"nonvoluntary_ctxt_switches:\s+(\d+)", st).group(1)),
+            "run_ns": run, "wait_ns": wait, "runs": slices}
+
+
+def settled(pid: int, timeout: float = 10) -> Dict[str, int]:
+    """The counters once the task sleeps and they stop moving."""
+    end = time.monotonic() + timeout * tooling.SCALE
+    prev = None
+    while time.monotonic() < end:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        c = counters(pid)
+        if state == "S" and c == prev:
+            return c
+        prev = c
+        time.sleep(0.05)
+    raise AssertionError("task %d did not settle" % pid)
+
+
+class Workload:
+    def __init__(self, n: int = ROUNDS) -> None:
+        self.p = subprocess.Popen([sys.executable, __file__, "pingpong", str(n)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  text=True)
+        assert self.p.stdout.readline().strip() == "ready"
+        self.pid = self.p.pid
+        self.child = 0
+
+    def run(self) -> None:
+        self.p.stdin.write("go\n")
+        self.p.stdin.flush()
+        line = self.p.stdout.readline().split()
+        assert line[0] == "done", line
+        self.child = int(line[1])
+
+    def close(self) -> None:
+        if self.p.poll() is None:
+            try:
+                self.p.stdin.write("end\n")
+                self.p.stdin.flush()
+            except BrokenPipeError:
+                pass
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+
+def traced(*args: str) -> Tuple[Workload, Dict[int, Dict[str, int]], str, str]:
+    """Run the ping-pong under schedtrace ``args -p PARENT``; return the
+    workload, kernel deltas per task, the tool's stdout and stderr."""
+    w = Workload()
+    try:
+        settled(w.pid)
+        t = tooling.start("schedtrace", *args, "-p", str(w.pid))
+        before = settled(w.pid)
+        w.run()
+        after = {w.pid: settled(w.pid), w.child: settled(w.child)}
+        rc, out, err = t.stop(signal.SIGINT)
+        assert rc == 0, err
+        assert "lost" not in err, err
+        delta = {w.pid: {k: after[w.pid][k] - before[k] for k in before},
+                 w.child: after[w.child]}
+        return w, delta, out, err
+    finally:
+        w.close()
+
+
+def close(ours: int, kernel: int, slices: int) -> bool:
+    return abs(ours - kernel) <= RUN_TOL * kernel + RUN_TOL_PER_SLICE_NS * slices
+
+
+def test_summary_matches_proc_accounting() -> None:
+    w, delta, out, err = traced("-s", "--json")
+    rows = [json.loads(l) for l in out.splitlines() if l.strip()]
+    assert len(rows) == 1, out
+    assert rows[0]["lost"] == 0
+    tasks = {t["pid"]: t for t in rows[0]["tasks"]}
+    assert set(tasks) == {w.pid, w.child}, tasks.keys()
+    for pid, k in delta.items():
+        t = tasks[pid]
+        assert k["runs"] >= ROUNDS
+        assert t["voluntary"] == k["voluntary"], (pid, t, k)
+        assert t["involuntary"] == k["involuntary"], (pid, t, k)
+        assert t["switches"] == k["voluntary"] + k["involuntary"]
+        assert t["runs"] == k["runs"], (pid, t, k)
+        assert close(t["run_ns"], k["run_ns"], k["runs"]), (pid, t, k)
+        assert close(t["wait_ns"], k["wait_ns"], k["runs"]), (pid, t, k)
+        assert t["max_wait_ns"] <= t["wait_ns"]
+    assert tasks[w.child]["comm"].startswith("python")
+
+
+def test_event_lines_match_proc_switch_counts() -> None:
+    w, delta, out, err = traced()
+    vol = {w.pid: 0, w.child: 0}
+    invol = {w.pid: 0, w.child: 0}
+    ins = {w.pid: 0, w.child: 0}
+    pat = re.compile(r"^\s*\d+\.\d{6} \[(\d{3})\] .*?:(\d+) \[(\d+)\] (\S+) ==> .*?:(\d+) \[(\d+)\]")
+    for line in out.splitlines()[1:]:
+        m = pat.match(line)
+        assert m, line
+        prev, state, nxt = int(m.group(2)), m.group(4), int(m.group(5))
+        if prev in vol:
+            if state in ("R", "R+"):
+                invol[prev] += 1
+            else:
+                assert state in ("S", "D"), line
+                vol[prev] += 1
+        if nxt in ins:
+            ins[nxt] += 1
+    for pid, k in delta.items():
+        assert vol[pid] == k["voluntary"], (pid, vol, k)
+        assert invol[pid] == k["involuntary"], (pid, invol, k)
+        assert ins[pid] == k["runs"], (pid, ins, k)
+
+
+def test_histogram_counts_every_wait() -> None:
+    w, delta, out, err = traced("-H", "--by", "task", "--json")
+    rows = [json.loads(l) for l in out.splitlines() if l.strip()]
+    assert len(rows) == 1, out
+    h = {e["pid"]: e for e in rows[0]["hists"]}
+    for pid, k in delta.items():
+        # Every switch-in follows a wakeup or a preemption in the window.
+        assert h[pid]["count"] == k["runs"], (pid, h[pid]["count"], k)
+        assert sum(b["count"] for b in h[pid]["buckets"]) == k["runs"]
+        assert h[pid]["total"] * 1000 <= k["wait_ns"] + 1000 * k["runs"]
+
+
+def _spin_pinned(cpu: int) -> subprocess.Popen:
+    code = "import os,sys\nos.sched_setaffinity(0,{%d})\nprint(1,flush=True)\nwhile 1: pass\n" % cpu
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    p.stdout.readline()
+    return p
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
+def test_cpu_filter_excludes_other_cpus() -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    spin = _spin_pinned(cpus[0])
+    try:
+        res = {}
+        for c in (cpus[1], cpus[0]):
+            before = counters(spin.pid)["run_ns"]
+            r = tooling.run("schedtrace", "-s", "--json", "-C", str(c), "-d", "1")
+            after = counters(spin.pid)["run_ns"]
+            assert r.returncode == 0, r.stderr
+            row = json.loads(r.stdout.strip().splitlines()[-1])
+            tasks = {t["pid"]: t for t in row["tasks"]}
+            res[c] = (tasks.get(spin.pid, {}).get("run_ns", 0), after - before,
+                      row["interval"])
+        ours, kernel, iv = res[cpus[1]]
+        assert ours == 0, res
+        ours, kernel, iv = res[cpus[0]]
+        # Pinned there, it ran a good part of the second, never more than
+        # the kernel says it ran in a window enclosing ours.
+        assert 0.2 * iv * 1e9 < ours <= kernel + 1000000, res
+    finally:
+        spin.kill()
+        spin.wait()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["pingpong"]:
+        pingpong(int(sys.argv[2]))
