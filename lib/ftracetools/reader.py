@@ -96,6 +96,50 @@ def parse_page(page: bytes, cpu: int, layout: PageLayout,
     return lost
 
 
+def page_offsets(page: bytes, layout: PageLayout,
+                 out: List[Tuple[int, int, bytes]]) -> int:
+    """Like ``parse_page``, but appends (timestamp, payload offset, page)
+    and leaves decoding to the caller: about three times faster per event
+    than building payload views, for tools that unpack their fields with
+    one ``struct`` call at the offset (common_type is at 0). Events of
+    several pages can be merged by time (sort) and still be unpacked.
+    """
+    ts = _U64(page, 0)[0]
+    commit = (_S64 if layout.commit_size == 8 else _U32)(page, layout.commit_off)[0]
+    size = commit & _LEN_MASK
+    lost = 0
+    if commit & _MISSED:
+        lost = -1
+        if commit & _MISSED_STORED:
+            lost = _S64(page, layout.data_off + size)[0]
+    pos = layout.data_off
+    end = pos + size
+    append = out.append
+    while pos < end:
+        w = _U32(page, pos)[0]
+        tl = w & 31
+        if tl <= 28:
+            ts += w >> 5
+            if tl:
+                append((ts, pos + 4, page))
+                pos += 4 + tl * 4
+            else:
+                append((ts, pos + 8, page))
+                pos += 4 + _U32(page, pos + 4)[0]
+        elif tl == 29:  # padding
+            if (w >> 5) == 0:
+                break
+            pos += 4 + _U32(page, pos + 4)[0]
+        elif tl == 30:  # time extend
+            ts += (_U32(page, pos + 4)[0] << 27) + (w >> 5)
+            pos += 8
+        else:  # absolute timestamp
+            abs_ts = (_U32(page, pos + 4)[0] << 27) | (w >> 5)
+            ts = (ts & ~((1 << 59) - 1)) | abs_ts
+            pos += 8
+    return lost
+
+
 def read_stats(cpu_dir: str) -> Dict[str, int]:
     """``per_cpu/cpuN/stats`` as a dict of integers (timestamps skipped)."""
     out: Dict[str, int] = {}
@@ -151,6 +195,17 @@ class RawReader:
 
     def drain(self, max_pages: int = 1 << 30) -> List[Event]:
         out: List[Event] = []
+        for cpu, page in self.drain_pages(max_pages):
+            self.note_lost(parse_page(page, cpu, self.layout, out))
+        return out
+
+    def drain_pages(self, max_pages: int = 1 << 30) -> List[Tuple[int, bytes]]:
+        """The sub-buffer pages ready now, as (cpu, page), per CPU in order.
+
+        The fast path for tools that unpack fields straight from the page
+        (``page_offsets``); they hand each page's loss count to ``note_lost``.
+        """
+        out: List[Tuple[int, bytes]] = []
         size = self.layout.page_size
         for cpu, fd in self.fds.items():
             n = 0
@@ -164,13 +219,16 @@ class RawReader:
                 if not page:
                     break
                 n += 1
-                lost = parse_page(page, cpu, self.layout, out)
-                if lost > 0:
-                    self.flagged_lost += lost
-                elif lost < 0:
-                    self.unknown_loss = True
+                out.append((cpu, page))
             self.pages += n
         return out
+
+    def note_lost(self, lost: int) -> None:
+        """Account a page's loss count (as returned by the page parsers)."""
+        if lost > 0:
+            self.flagged_lost += lost
+        elif lost < 0:
+            self.unknown_loss = True
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for data; True if some is ready."""
