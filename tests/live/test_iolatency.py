@@ -1,0 +1,150 @@
+"""iolatency against the kernel's own block accounting.
+
+Each test makes a private loop device (tests/loopdev.py), runs fio on it
+while iolatency traces it, and compares with /sys/block/DEV/stat: the
+device does no other I/O, so its counters move only with fio.
+"""
+
+import json
+import signal
+from typing import Dict, List
+
+import pytest
+
+import loopdev
+import tooling
+
+pytestmark = pytest.mark.skipif(loopdev.have_tools() is not None,
+                                reason=str(loopdev.have_tools()))
+
+
+@pytest.fixture
+def loop():
+    with loopdev.LoopDevice() as d:
+        yield d
+
+
+def _traced(dev, args, work) -> tuple:
+    """Run iolatency --json ARGS around work(); return (JSON objects,
+    stat delta, stderr)."""
+    r = tooling.start("iolatency", "--json", *args)
+    try:
+        before = dev.stat()
+        work()
+        dev.settle()
+        after = dev.stat()
+    finally:
+        rc, out, err = r.stop(signal.SIGINT)
+    assert rc == 0, err
+    return [json.loads(l) for l in out.splitlines()], loopdev.delta(before, after), err
+
+
+def _sum(objs: List[Dict], key: str) -> float:
+    return sum(o[key] for o in objs)
+
+
+def test_counts_every_io_exactly(loop):
+    """Short intervals: many I/Os straddle a boundary; none is lost."""
+    objs, d, err = _traced(loop, ["-d", loop.name, "0.25"],
+                           lambda: loop.fio("randrw", 3, iodepth=32))
+    kernel = d["read_ios"] + d["write_ios"]
+    assert kernel > 1000
+    assert len(objs) >= 8, "expected an object per 0.25 s interval"
+    assert _sum(objs, "lost") == 0, err
+    assert _sum(objs, "count") == kernel
+    assert _sum(objs, "unmatched") == 0
+    assert {o["device"] for o in objs} == {loop.name}
+
+
+def test_queued_latency_matches_kernel_ticks(loop):
+    """-Q: summed latency == the device's read + write ticks (ms)."""
+    objs, d, err = _traced(loop, ["-Q", "-d", loop.name],
+                           lambda: loop.fio("randrw", 3))
+    ticks_ms = d["read_ticks"] + d["write_ticks"]
+    total_ms = _sum(objs, "total_us") / 1000.0
+    assert _sum(objs, "count") == d["read_ios"] + d["write_ios"]
+    assert ticks_ms > 100
+    assert abs(total_ms - ticks_ms) <= 0.05 * ticks_ms + 5, (total_ms, ticks_ms)
+
+
+@pytest.mark.parametrize("glob,field", [("*W*", "write_ios"), ("*R*", "read_ios")])
+def test_iotype_filter(loop, glob, field):
+    objs, d, err = _traced(loop, ["-d", loop.name, "-i", glob],
+                           lambda: loop.fio("randrw", 2))
+    assert d["read_ios"] > 100 and d["write_ios"] > 100
+    assert _sum(objs, "count") == d[field]
+    assert _sum(objs, "unmatched") == 0
+
+
+def test_per_device(loop):
+    with loopdev.LoopDevice() as other:
+        def work():
+            loop.fio("randread", 1)
+            other.fio("randwrite", 1)
+        r = tooling.start("iolatency", "--json", "-D", "-d", loop.name, "-d", other.path)
+        try:
+            b1, b2 = loop.stat(), other.stat()
+            work()
+            other.settle()
+            a1, a2 = loop.stat(), other.stat()
+        finally:
+            rc, out, err = r.stop(signal.SIGINT)
+        assert rc == 0, err
+        objs = [json.loads(l) for l in out.splitlines()]
+        by = {}
+        for o in objs:
+            by[o["device"]] = by.get(o["device"], 0) + o["count"]
+        d1, d2 = loopdev.delta(b1, a1), loopdev.delta(b2, a2)
+        assert by.get(loop.name) == d1["read_ios"] + d1["write_ios"]
+        assert by.get(other.name) == d2["read_ios"] + d2["write_ios"]
+
+
+def _bucket_of(buckets, p: float, count: int) -> Dict:
+    need, seen = -(-p * count // 100), 0
+    for b in buckets:
+        seen += b["count"]
+        if seen >= need:
+            return b
+    raise AssertionError("percentile beyond the buckets")
+
+
+def test_percentiles_fall_in_their_buckets(loop):
+    """Microsecond scale; each percentile lies in the bucket where the
+    cumulative count reaches it; the average is total / count."""
+    objs, d, err = _traced(loop, ["-u", "-d", loop.name],
+                           lambda: loop.fio("randrw", 2))
+    seen = 0
+    for o in objs:
+        if not o["count"]:
+            continue
+        seen += 1
+        assert o["unit"] == "us"
+        assert sum(b["count"] for b in o["buckets"]) == o["count"]
+        for p in (50, 90, 99):
+            b = _bucket_of(o["buckets"], p, o["count"])
+            assert b["low"] <= o["p%d_us" % p] < b["high"], (p, o)
+        last = [b for b in o["buckets"] if b["count"]][-1]
+        assert last["low"] <= o["max_us"] < last["high"]
+        assert abs(o["avg_us"] * o["count"] - o["total_us"]) <= 0.01 * o["total_us"] + 1
+    assert seen
+
+
+def test_lost_events_are_reported(loop):
+    """A tiny buffer overflows: the loss is counted and explained."""
+    objs, d, err = _traced(loop, ["-b", "8", "-d", loop.name],
+                           lambda: loop.fio("randrw", 2, iodepth=32))
+    lost = _sum(objs, "lost")
+    assert lost > 0
+    assert "-b" in err and "lost" in err
+    assert _sum(objs, "count") < d["read_ios"] + d["write_ios"]
+
+
+def test_text_output(loop):
+    r = tooling.start("iolatency", "-d", loop.name, "1", "1")
+    loop.fio("randread", 0.5)
+    rc, out, err = r.wait()
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("  >=(ms) .. <(ms)   : I/O")
+    assert any(l.startswith("count ") and " p99 " in l for l in lines)
+    assert all(len(l) <= 80 for l in lines)
