@@ -205,20 +205,22 @@ def test_cpu_filter_excludes_other_cpus() -> None:
     try:
         res = {}
         for c in (cpus[1], cpus[0]):
-            before = counters(spin.pid)["run_ns"]
+            before, t0 = counters(spin.pid)["run_ns"], time.monotonic()
             r = tooling.run("schedtrace", "-s", "--json", "-C", str(c), "-d", "1")
-            after = counters(spin.pid)["run_ns"]
+            after, t1 = counters(spin.pid)["run_ns"], time.monotonic()
             assert r.returncode == 0, r.stderr
             row = json.loads(r.stdout.strip().splitlines()[-1])
             tasks = {t["pid"]: t for t in row["tasks"]}
             res[c] = (tasks.get(spin.pid, {}).get("run_ns", 0), after - before,
-                      row["interval"])
-        ours, kernel, iv = res[cpus[1]]
+                      row["interval"] / (t1 - t0))
+        ours, kernel, share = res[cpus[1]]
         assert ours == 0, res
-        ours, kernel, iv = res[cpus[0]]
-        # Pinned there, it ran a good part of the second, never more than
-        # the kernel says it ran in a window enclosing ours.
-        assert 0.2 * iv * 1e9 < ours <= kernel + 1000000, res
+        assert kernel > 0.05e9, res  # it did run meanwhile
+        ours, kernel, share = res[cpus[0]]
+        # Pinned there: never more than the kernel says it ran in a window
+        # enclosing ours, and about our share of that window (the machine
+        # is shared and busy: a loose lower bound).
+        assert 0.25 * share * kernel < ours <= kernel + 1000000, res
     finally:
         spin.kill()
         spin.wait()

@@ -1,0 +1,161 @@
+"""schedtrace without root: state letters, the per-task accounting, the
+histogram maths, time ordering across CPUs and the argument table."""
+
+import importlib.machinery
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+TOOL = os.path.join(REPO, "bin", "schedtrace")
+
+
+def _load():
+    loader = importlib.machinery.SourceFileLoader("schedtrace_tool", TOOL)
+    spec = importlib.util.spec_from_loader("schedtrace_tool", loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+st = _load()
+
+# sched_switch print fmt of 6.18 (4.14+ encoding: preempted = 0x100) ...
+FMT_NEW = ('"prev_comm=%s prev_pid=%d prev_prio=%d prev_state=%s%s ==> next_comm=%s '
+           'next_pid=%d next_prio=%d", REC->prev_comm, REC->prev_pid, REC->prev_prio, '
+           '(REC->prev_state & ((((0x00000000 | 0x00000001 | 0x00000002 | 0x00000004 | '
+           '0x00000008 | 0x00000010 | 0x00000020 | 0x00000040) + 1) << 1) - 1)) ? '
+           '__print_flags(REC->prev_state & ((((0x00000000 | 0x00000001 | 0x00000002 | '
+           '0x00000004 | 0x00000008 | 0x00000010 | 0x00000020 | 0x00000040) + 1) << 1) - 1), '
+           '"|", { 0x00000001, "S" }, { 0x00000002, "D" }, { 0x00000004, "T" }, '
+           '{ 0x00000008, "t" }, { 0x00000010, "X" }, { 0x00000020, "Z" }, '
+           '{ 0x00000040, "P" }, { 0x00000080, "I" }) : "R", REC->prev_state & '
+           '(((0x00000000 | 0x00000001 | 0x00000002 | 0x00000004 | 0x00000008 | '
+           '0x00000010 | 0x00000020 | 0x00000040) + 1) << 1) ? "+" : "", REC->next_comm, '
+           'REC->next_pid, REC->next_prio')
+# ... and of 4.9 (preempted = TASK_STATE_MAX 2048, X and Z the other way).
+FMT_OLD = ('"prev_comm=%s prev_pid=%d prev_prio=%d prev_state=%s%s ==> next_comm=%s '
+           'next_pid=%d next_prio=%d", REC->prev_comm, REC->prev_pid, REC->prev_prio, '
+           'REC->prev_state & (2048-1) ? __print_flags(REC->prev_state & (2048-1), "|", '
+           '{ 1, "S"} , { 2, "D" }, { 4, "T" }, { 8, "t" }, { 16, "Z" }, { 32, "X" }, '
+           '{ 64, "x" }, { 128, "K" }, { 256, "W" }, { 512, "P" }, { 1024, "N" }) : "R", '
+           'REC->prev_state & 2048 ? "+" : "", REC->next_comm, REC->next_pid, REC->next_prio')
+
+
+def test_state_letters_new_encoding():
+    s = st.States(FMT_NEW)
+    assert s.preempt == 0x100
+    assert [s.letters(v) for v in (0, 1, 2, 0x10, 0x20, 0x80, 0x100)] == \
+        ["R", "S", "D", "X", "Z", "I", "R+"]
+
+
+def test_state_letters_old_encoding():
+    s = st.States(FMT_OLD)
+    assert s.preempt == 2048
+    assert [s.letters(v) for v in (0, 1, 16, 32, 512, 2048)] == ["R", "S", "Z", "X", "P", "R+"]
+
+
+def test_state_filter_bits():
+    s = st.States(FMT_NEW)
+    assert s.bits({"D"}) == (2, False, False)
+    assert s.bits({"S", "D", "R+"}) == (3, False, True)
+    with pytest.raises(st.UsageError):
+        s.bits({"K"})   # 4.9 only
+    assert st._state_filter(s, {"D"}) == "(prev_state & 2)"
+    assert st._state_filter(s, {"D", "R"}) == \
+        "((prev_state & 2)) || (prev_state == 0 || prev_state == 256)"
+
+
+S, D, PRE = 1, 2, 0x100
+MS = 1000000
+
+
+def tracker(**kw):
+    return st.Tracker(st.States(FMT_NEW), **kw)
+
+
+def test_tracker_run_wait_and_switch_kinds():
+    tr = tracker()
+    # A runs on CPU 0 from 0 to 10 ms, sleeps (S); woken at 15, runs at 17.
+    tr.switch(0, 0, 0, 0, 100)
+    tr.switch(10 * MS, 0, 100, S, 0)
+    tr.wakeup(15 * MS, 100)
+    assert tr.switch(17 * MS, 0, 0, 0, 100) == 2 * MS
+    # preempted at 20 (R+), back at 26 on CPU 1: a migration.
+    tr.switch(20 * MS, 0, 100, PRE, 200)
+    assert tr.switch(26 * MS, 1, 0, 0, 100) == 6 * MS
+    # blocked in D at 30, woken at 40, runs at 41 on CPU 1.
+    tr.switch(30 * MS, 1, 100, D, 0)
+    tr.wakeup(40 * MS, 100)
+    tr.switch(41 * MS, 1, 0, 0, 100)
+    t = tr.tasks[100]
+    assert (t.vol, t.invol, t.runs, t.migr) == (2, 1, 4, 1)
+    assert t.run == 10 * MS + 3 * MS + 4 * MS
+    assert (t.wait, t.waits, t.max_wait) == (2 * MS + 6 * MS + 1 * MS, 3, 6 * MS)
+    assert t.off == {"S": 5 * MS, "D": 10 * MS}
+    tr.cut(50 * MS)     # still on CPU: counted up to the cut, once
+    tr.cut(50 * MS)
+    assert t.run == 26 * MS
+    assert 0 not in tr.tasks  # idle is never a task
+
+
+def test_tracker_ignores_wakeup_of_running_task_and_keeps_targets():
+    tr = tracker(keep={100})
+    tr.switch(0, 0, 0, 0, 100)
+    tr.wakeup(1 * MS, 100)          # still on CPU: not a wait
+    tr.switch(2 * MS, 0, 100, S, 300)
+    tr.switch(3 * MS, 0, 300, S, 0)
+    assert 300 not in tr.tasks
+    assert tr.tasks[100].waits == 0 and tr.ready == {}
+
+
+def test_tracker_slices_hook():
+    got = []
+    tr = tracker(on_slice=lambda p, c, a, b, s: got.append((p, c, a, b, s)))
+    tr.switch(0, 1, 0, 0, 5)
+    tr.cut(1 * MS)                  # a cut does not split the slice
+    tr.switch(3 * MS, 1, 5, D, 0)
+    assert got == [(5, 1, 0, 3 * MS, D)]
+    assert tr.tasks[5].run == 3 * MS
+
+
+def test_hists_units_and_stats():
+    h = st.Hists("all", 1000)
+    for ns in (500, 1500, 1999, 3000, 3000, 100000):
+        h.add(None, ns)
+    assert h.vals[None] == {0: 1, 1: 2, 3: 2, 100: 1}
+    s = h.stats(h.vals[None])
+    assert (s["count"], s["total"], s["max"], s["p50"], s["p99"]) == (6, 108, 100, 1, 100)
+    assert s["avg"] == 18.0
+
+
+def test_order_holds_back_young_events():
+    o = st.Order()
+    a = o.take([(5, 0, 1, b""), (1, 0, 1, b"")], upto=4)
+    assert [e[0] for e in a] == [1]
+    b = o.take([(3, 1, 1, b""), (9, 1, 1, b"")], upto=6)
+    assert [e[0] for e in b] == [3, 5]
+    assert [e[0] for e in o.take([])] == [9]
+
+
+@pytest.mark.parametrize("argv", [
+    ["-s", "-H"], ["--by", "task"], ["-H", "--by", "pid"], ["-d", "0"], ["-d", "x"],
+    ["--state", "Q"], ["--state", ""], ["-C", "999"], ["-C", "a"], ["-p", "x"],
+    ["-p", "1", "-L", "1"], ["-s", "0"], ["-s", "1", "0"], ["-s", "-t", "-1"],
+    ["--perfetto", "/nonexistent/dir/x.json"], ["-w", "-s"],
+])
+def test_bad_arguments_exit_2_before_tracing(argv):
+    r = subprocess.run([sys.executable, TOOL] + argv, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=20)
+    assert r.returncode == 2, (argv, r.stderr)
+    assert "Traceback" not in r.stderr
+    assert r.stderr.startswith("schedtrace: ")
+
+
+def test_help():
+    r = subprocess.run([sys.executable, TOOL, "-h"], stdout=subprocess.PIPE, text=True)
+    assert r.returncode == 0 and "Usage:" in r.stdout
