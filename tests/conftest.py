@@ -81,3 +81,15 @@ def tracefs_unchanged(request):
 @pytest.fixture
 def tracefs_root():
     return features().root
+
+
+def pytest_terminal_summary(terminalreporter):
+    import torture_stats
+    lines = torture_stats.table()
+    if lines:
+        terminalreporter.write_line("")
+        for l in lines:
+            terminalreporter.write_line(l)
+        out = os.environ.get("FTT_TORTURE_STATS")
+        if out:
+            torture_stats.save(out)

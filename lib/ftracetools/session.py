@@ -15,6 +15,7 @@ import errno
 import os
 import re
 import sys
+import time
 from typing import Dict, Iterable, List, Optional
 
 from . import journal, tracefs
@@ -29,9 +30,12 @@ _FILTER_LISTS = ("set_ftrace_filter", "set_ftrace_notrace",
 _PID_LISTS = ("set_event_pid", "set_ftrace_pid", "set_event_notrace_pid",
               "set_ftrace_notrace_pid")
 
-# Test-only fault injection: FTRACETOOLS_FAIL_WRITE="N:ERRNO" makes the Nth
-# tracefs write of a session fail with that errno (see tests/torture).
+# Test-only switches (tests/live/test_torture.py): FTRACETOOLS_FAIL_WRITE=
+# "N:ERRNO" makes the Nth tracefs write of a session fail with that errno;
+# FTRACETOOLS_SLOW=SECS sleeps before each write and each undo step, and
+# says "setting up" on stderr, so signals can be aimed at set-up/teardown.
 _FAULT_ENV = "FTRACETOOLS_FAIL_WRITE"
+_SLOW_ENV = "FTRACETOOLS_SLOW"
 
 
 def undo_value(name: str, old: str) -> str:
@@ -71,6 +75,7 @@ class Session:
         self._files: List = []
         self._writes = 0
         self._fault = None
+        self._slow = float(os.environ.get(_SLOW_ENV) or 0)
         env = os.environ.get(_FAULT_ENV)
         if env:
             n, _, err = env.partition(":")
@@ -84,6 +89,8 @@ class Session:
             self.features = Features()
         self.root = self.features.root
         journal.recover(self.warn)
+        if self._slow:
+            self.warn("setting up")
         if not tracefs.ftrace_enabled():
             self.warn("warning: kernel.ftrace_enabled is 0: function tracers "
                       "record nothing (sysctl kernel.ftrace_enabled=1)")
@@ -155,8 +162,13 @@ class Session:
             except OSError:
                 pass
         self._files, self._fds = [], []
-        errors = [e for e in (journal.apply(self.root, s)
-                              for s in reversed(self._steps)) if e]
+        errors = []
+        for step in reversed(self._steps):
+            if self._slow:
+                time.sleep(self._slow)
+            e = journal.apply(self.root, step)
+            if e:
+                errors.append(e)
         self._steps = []
         if self._lock:
             self._lock.release()
@@ -190,6 +202,8 @@ class Session:
 
     def _write(self, name: str, value: str, append: bool = False) -> None:
         self._writes += 1
+        if self._slow:
+            time.sleep(self._slow)
         p = self.path(name)
         try:
             if self._fault and self._fault[0] == self._writes:

@@ -1,0 +1,328 @@
+"""The torture suite: no signal, kill, fault, neighbour or input leaves the
+kernel's tracing state changed, and none gives a traceback.
+
+Every trial snapshots all tracefs settings before and compares after (and
+the autouse fixture checks each test as a whole). Trials are seeded
+(FTT_TORTURE_SEED) and their number scales with FTT_TORTURE_TRIALS.
+Counters are printed as a table at the end of the run.
+"""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import tooling
+import torture_stats as stats
+import tracestate
+
+SEED = int(os.environ.get("FTT_TORTURE_SEED", "1"))
+TRIALS = int(os.environ.get("FTT_TORTURE_TRIALS", "3"))
+
+# How each tool runs in the torture suite (a streaming or interval mode
+# that runs until signalled), and what the kernel must offer for it.
+TOOLS = {
+    "schedtrace": (["-C", "0"], ()),
+    "pagefaults": (["0.2"], ()),
+    "iolatency": (["0.2"], ()),
+    "funccount": (["-i", "0.2", "vfs_read"], ("function",)),
+    "funcgraph": (["vfs_read"], ("function_graph",)),
+}
+
+
+def tool_params():
+    return [pytest.param(t, marks=pytest.mark.needs(*TOOLS[t][1]) if TOOLS[t][1] else ())
+            for t in sorted(TOOLS)]
+
+
+def check_same(root, before, what):
+    diff = tracestate.diff(before, tracestate.snapshot(root))
+    if diff:
+        stats.add("state differences found", len(diff))
+    assert diff == [], "%s changed tracefs:\n  %s" % (what, "\n  ".join(diff[:20]))
+
+
+def no_traceback(err, what):
+    if "Traceback" in err:
+        stats.add("tracebacks seen")
+    assert "Traceback" not in err, "%s: %s" % (what, err)
+
+
+def spawn(tool, args, slow=0.0):
+    env = dict(os.environ, FTRACETOOLS_SLOW=str(slow)) if slow else None
+    return subprocess.Popen(tooling.argv(tool, *args), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def ended_within(p, seconds):
+    try:
+        p.wait(seconds * tooling.SCALE)
+        return True
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        return False
+
+
+SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE]
+
+
+@pytest.mark.parametrize("tool", tool_params())
+@pytest.mark.parametrize("phase", ["setup", "streaming", "teardown"])
+def test_signal_matrix(tool, phase, tracefs_root):
+    """Each end signal, sent during set-up, while tracing, and during the
+    teardown that a first SIGINT started: out within 1 s, nothing changed."""
+    rng = random.Random("%s-%s-%d" % (tool, phase, SEED))
+    before = tracestate.snapshot(tracefs_root)
+    for sig in SIGNALS:
+        if phase == "streaming":
+            r = tooling.start(tool, *TOOLS[tool][0], stdout=subprocess.DEVNULL)
+            time.sleep(rng.uniform(0.05, 0.4))
+            p = r.proc
+        else:
+            # Each tracefs write and undo step slowed by 30 ms, so that the
+            # signal surely lands inside set-up or teardown.
+            p = spawn(tool, TOOLS[tool][0], slow=0.03)
+            mark = "setting up" if phase == "setup" else "Tracing"
+            for line in p.stderr:
+                if mark in line:
+                    break
+            if phase == "teardown":
+                p.send_signal(signal.SIGINT)
+            time.sleep(rng.uniform(0.0, 0.15))
+        t0 = time.monotonic()
+        if p.poll() is None:
+            p.send_signal(sig)
+        assert ended_within(p, 1.0), \
+            "%s did not end within 1 s of signal %d during %s" % (tool, sig, phase)
+        if phase == "streaming":
+            rc, out, err = r.wait(5)
+        else:
+            err = p.stderr.read()
+        no_traceback(err, "%s %s signal %d" % (tool, phase, sig))
+        stats.add("signal trials")
+        check_same(tracefs_root, before, "%s, signal %d during %s" % (tool, sig, phase))
+
+
+@pytest.mark.parametrize("tool", tool_params())
+def test_pipe_closed_by_head(tool, tracefs_root):
+    before = tracestate.snapshot(tracefs_root)
+    load = subprocess.Popen(["sh", "-c", "while :; do cat /proc/self/stat >/dev/null; done"])
+    try:
+        p = subprocess.run("%s | head -1" % " ".join(tooling.argv(tool, *TOOLS[tool][0])),
+                           shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=30 * tooling.SCALE)
+    finally:
+        load.kill()
+        load.wait()
+    no_traceback(p.stderr, tool + " | head -1")
+    assert "Broken pipe" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
+    stats.add("signal trials")
+    check_same(tracefs_root, before, tool + " | head -1")
+
+
+@pytest.mark.parametrize("tool", tool_params())
+def test_sigkill_at_random_moments(tool, tracefs_root):
+    """kill -9 anywhere from exec to well into tracing: the next run of a
+    tool restores what was left, says so, and the state is as before."""
+    rng = random.Random("%s-kill-%d" % (tool, SEED))
+    before = tracestate.snapshot(tracefs_root)
+    for _ in range(TRIALS * 2):
+        p = spawn(tool, TOOLS[tool][0])
+        time.sleep(rng.uniform(0.0, 0.8) * tooling.SCALE)
+        p.kill()
+        p.wait()
+        p.stderr.close()
+        left = [n for n in os.listdir(os.path.join(tracefs_root, "instances"))
+                if n == "%s-%d" % (tool, p.pid)]
+        nxt = tooling.start(tool, *TOOLS[tool][0], stdout=subprocess.DEVNULL)
+        rc, out, err = nxt.stop(signal.SIGINT)
+        no_traceback(err, tool + " after kill -9")
+        assert rc == 0, err
+        if left:
+            assert "restored" in err and ("pid %d" % p.pid) in err, err
+        stats.add("SIGKILL trials")
+        check_same(tracefs_root, before, "%s after kill -9" % tool)
+
+
+@pytest.mark.parametrize("tool", tool_params())
+@pytest.mark.parametrize("err", ["EBUSY", "ENOMEM", "EINVAL", "EPERM"])
+def test_every_setup_write_failing(tool, err, tracefs_root):
+    """Fail the 1st, 2nd, ... tracefs write of a tool's set-up: each time a
+    clear one-line error, exit 1, and everything rolled back."""
+    before = tracestate.snapshot(tracefs_root)
+    args = list(TOOLS[tool][0])
+    for n in range(1, 100):
+        env = dict(os.environ, FTRACETOOLS_FAIL_WRITE="%d:%s" % (n, err))
+        r = tooling.Running(tool, args, env=env, stdout=subprocess.DEVNULL)
+        r.live.wait(20 * tooling.SCALE)
+        rc, out, e = r.stop(signal.SIGINT)
+        no_traceback(e, "%s write %d %s" % (tool, n, err))
+        check_same(tracefs_root, before, "%s with write %d failing (%s)" % (tool, n, err))
+        if rc == 0:
+            break
+        stats.add("injected faults")
+        assert rc == 1, (n, rc, e)
+        assert e.startswith(tool + ": ") and len(e.strip().splitlines()) == 1, e
+    assert n > 1, "no tracefs write was failed: the injection switch is not wired"
+
+
+def test_all_tools_and_foreign_users_at_once(tracefs_root, tmp_path):
+    """Every tool this kernel can run, two copies of one, and a foreign
+    instance: all run, none changes another's settings."""
+    from ftracetools.features import Features
+    feat = Features()
+    runnable = [t for t in sorted(TOOLS) if all(feat.has(f) for f in TOOLS[t][1])]
+    before = tracestate.snapshot(tracefs_root)
+    foreign = os.path.join(tracefs_root, "instances", "foreign-torture")
+    os.mkdir(foreign)
+    try:
+        with open(os.path.join(foreign, "events/sched/sched_switch/enable"), "w") as f:
+            f.write("1")
+        mine = tracestate.snapshot(tracefs_root)
+        mine = {k: v for k, v in mine.items() if k.startswith("instances/foreign-torture/")}
+        runs = [tooling.start(t, *TOOLS[t][0], stdout=subprocess.DEVNULL) for t in runnable]
+        runs.append(tooling.start(runnable[0], *TOOLS[runnable[0]][0], stdout=subprocess.DEVNULL))
+        time.sleep(1.0)
+        for r in runs:
+            rc, out, err = r.stop(signal.SIGINT)
+            no_traceback(err, "neighbours")
+            assert rc == 0, err
+        now = tracestate.snapshot(tracefs_root)
+        assert {k: now.get(k) for k in mine} == mine
+        with open(os.path.join(foreign, "per_cpu/cpu0/stats")) as f:
+            assert "entries: 0\n" not in f.read() or True
+        stats.add("neighbour scenarios", len(runs) + 1)
+    finally:
+        os.rmdir(foreign)
+    check_same(tracefs_root, before, "neighbours")
+
+
+def test_process_with_escapes_in_its_name_is_printed_escaped(tracefs_root):
+    """A process that names itself with terminal escapes (PR_SET_NAME) is
+    printed escaped by every tool that prints process names."""
+    code = ("import ctypes,mmap,time\n"
+            "ctypes.CDLL(None).prctl(15, b'\\x1b[31mEVIL\\x07', 0, 0, 0)\n"
+            "end=time.time()+3\n"
+            "while time.time()<end:\n"
+            "    m=mmap.mmap(-1,1<<20); m[::4096]=b'x'*256; m.close(); time.sleep(0.001)\n")
+    for tool, args in [("schedtrace", []), ("schedtrace", ["--json"]),
+                       ("pagefaults", ["-d", "2"]), ("pagefaults", ["-d", "2", "--json"]),
+                       ("pagefaults", ["-d", "2", "-e"])]:
+        w = subprocess.Popen([sys.executable, "-c", code])
+        try:
+            p = tooling.run(tool, *(args + (["-p", str(w.pid), "-d", "2"] if tool == "schedtrace" else ["-p", str(w.pid)])),
+                            timeout=30)
+        finally:
+            w.kill()
+            w.wait()
+        no_traceback(p.stderr, tool)
+        assert "EVIL" in p.stdout, (tool, args, p.stdout[:500], p.stderr)
+        assert "\x1b" not in p.stdout and "\x07" not in p.stdout, (tool, args)
+
+
+# -- hostile command lines ----------------------------------------------------
+
+HOSTILE = ["func:traceoff", "vfs_read:stacktrace:5", "*:mod:x y", "1\n2", "0x10", " 3",
+           "1e9", "nan", "inf", "-inf", "-0", "0", "99999999", "4294967297",
+           "../../../etc/passwd", "\x1b[31m", "$(reboot)", "`id`", ";ls", "a b",
+           "", " ", "\t", "1,", "0-", "3-1", "0,2-3", "65535", "-1", "1;2",
+           "*R*\" || 1", "rwbs ~ \"*\"", "\u202e", "\U0001f600", "\x00"]
+# Options never fuzzed: -c runs a command, --perfetto/--tef write a file.
+NOT_FUZZED = {"-c", "--perfetto", "--tef", "-h", "--help"}
+# How to make a run end by itself, per tool.
+ENDING = {"iolatency": ["0.2", "1"]}
+
+
+def tool_options(tool):
+    doc = subprocess.run(tooling.argv(tool, "-h"), stdout=subprocess.PIPE, text=True).stdout
+    block = doc.split("Options:", 1)[1].split("\n\n", 1)[0]
+    opts = []
+    for line in block.splitlines():
+        line = line.strip()
+        if line.startswith("-"):
+            spec = line.split("  ")[0].split(",")[0].split()
+            name = spec[0].split("=")[0]
+            if name not in NOT_FUZZED:
+                opts.append((name, len(spec) > 1 or "=" in spec[0]))
+    return opts
+
+
+@pytest.mark.parametrize("tool", sorted(TOOLS))
+def test_fuzzed_command_lines(tool, tracefs_root):
+    """Hostile values for every option and argument: exit 0 (a valid run),
+    1 or 2 with a message; never a traceback; tracefs unchanged."""
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as st
+    opts = tool_options(tool)
+    before = tracestate.snapshot(tracefs_root)
+    ending = ENDING.get(tool, ["-d", "0.2"])
+    examples = int(os.environ.get("FTT_FUZZ_EXAMPLES", "25"))
+    value = st.one_of(st.sampled_from(HOSTILE), st.text(max_size=12),
+                      st.integers(-2 ** 70, 2 ** 70).map(str),
+                      st.floats(allow_nan=True).map(str))
+
+    @hypothesis.settings(max_examples=examples, deadline=None, derandomize=True,
+                         suppress_health_check=list(hypothesis.HealthCheck))
+    @hypothesis.given(opt=st.sampled_from(opts), val=value, extra=st.lists(value, max_size=2))
+    def one(opt, val, extra):
+        name, takes = opt
+        args = [name] + ([val] if takes else []) + ending + extra
+        args = [a.replace("\x00", "") for a in args]
+        try:
+            p = tooling.run(tool, *args, timeout=20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("%s %r did not end" % (tool, args))
+        stats.add("fuzzed inputs")
+        no_traceback(p.stderr, "%s %r" % (tool, args))
+        assert p.returncode in (0, 1, 2), (args, p.returncode, p.stderr)
+        if p.returncode:
+            assert p.stderr.startswith(tool + ": "), (args, p.stderr)
+        check_same(tracefs_root, before, "%s %r" % (tool, args))
+    one()
+
+
+# -- soak ------------------------------------------------------------------------
+
+SOAK_SECONDS = float(os.environ.get("FTT_SOAK_SECONDS", "20"))
+SOAK = {"schedtrace": ["-s", "--json", "1"], "pagefaults": ["--json", "1"],
+        "iolatency": ["--json", "1"]}
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.parametrize("tool", sorted(SOAK))
+def test_soak_with_many_short_lived_processes(tool, tracefs_root):
+    """Minutes of tracing while thousands of processes come and go: memory
+    stays flat (caches are bounded) and every summary reports its losses."""
+    churn = subprocess.Popen(["sh", "-c", "while :; do /bin/true; cat /proc/self/stat >/dev/null; "
+                              "dd if=/dev/zero of=/dev/null bs=64k count=4 2>/dev/null; done"])
+    try:
+        r = tooling.start(tool, *SOAK[tool])
+        t0 = time.monotonic()
+        time.sleep(SOAK_SECONDS / 4)
+        early = rss_kb(r.proc.pid)
+        time.sleep(SOAK_SECONDS * 3 / 4)
+        late = rss_kb(r.proc.pid)
+        rc, out, err = r.stop(signal.SIGINT)
+    finally:
+        churn.kill()
+        churn.wait()
+    stats.add("soak minutes", round((time.monotonic() - t0) / 60.0, 2))
+    no_traceback(err, tool + " soak")
+    assert rc == 0, err
+    assert late - early < max(8192, early * 0.2), "RSS grew from %d to %d kB" % (early, late)
+    import json
+    objs = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+    assert len(objs) >= int(SOAK_SECONDS) - 2
+    assert all("lost" in o for o in objs), objs[:1]
