@@ -1,0 +1,262 @@
+"""iolatency without a kernel: arguments, rwbs, pairing, output, and the
+reader's page_offsets fast path on hand-made sub-buffer pages."""
+
+import importlib.machinery
+import io
+import json
+import os
+import struct
+import sys
+import types
+from contextlib import redirect_stdout
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "lib"))
+
+from ftracetools import reader  # noqa: E402
+
+_loader = importlib.machinery.SourceFileLoader("iolatency_tool", os.path.join(REPO, "bin", "iolatency"))
+iol = types.ModuleType(_loader.name)
+iol.__file__ = _loader.path
+_loader.exec_module(iol)
+
+# issue/complete payload as on 6.x: type@0, dev@8, sector@16, nr@24, rwbs@34
+CODE = "<H6xI4xQI6x%ds"
+IDS = {"start": 1, "complete": 2, "merge": 3, "issue": 4}
+DEV = (7 << 20) | 3
+
+
+def payload(kind: str, sector: int, rwbs: bytes = b"R", nr: int = 8, dev: int = DEV) -> bytes:
+    body = struct.pack(CODE % 10, IDS[kind], dev, sector, nr, rwbs.ljust(10, b"\0"))
+    return body + b"\0" * (64 - len(body))
+
+
+class FakeReader:
+    layout = None
+    flagged_lost = 0
+
+    def __init__(self):
+        self.pages = []
+
+    def drain_pages(self):
+        p, self.pages = self.pages, []
+        return p
+
+    def note_lost(self, n):
+        pass
+
+    def lost(self):
+        return 0
+
+
+def stream(glob=None, rw_len=2):
+    st = iol.Stream.__new__(iol.Stream)
+    st.kinds = {IDS["start"]: iol.START, IDS["complete"]: iol.COMPLETE,
+                IDS["merge"]: iol.MERGE, IDS["issue"]: iol.ISSUE}
+    st.glob = glob
+    st.unpack = struct.Struct(CODE % (16 if glob else rw_len)).unpack_from
+    st.alt = {}
+    st.pending, st.orphans, st.held, st.ops = {}, {}, [], {}
+    st.reader = FakeReader()
+    st.lost_seen = 0
+    st.cur = iol.Interval()
+    st.offsets = lambda page, layout, out: out.extend(page)
+    return st
+
+
+def feed(st, *events):
+    """events: (ts, payload); handed over as one 'page' already split."""
+    buf = b"".join(p for _, p in events)
+    st.reader.pages.append((0, [(ts, i * 64, buf) for i, (ts, _) in enumerate(events)]))
+    st.drain(1 << 62)
+
+
+def lats(iv):
+    return sorted(v for l in iv.lats.values() for v in l)
+
+
+# -- arguments ---------------------------------------------------------------
+
+@pytest.mark.parametrize("argv,msg", [
+    (["0"], "interval"),
+    (["1", "-3"], "count"),
+    (["-i", "*w*"], "never match"),
+    (["-i", "*R;*"], "pattern"),
+    (["-d", "nosuchdisk"], "devices:"),
+    (["-b", "0"], "buffer"),
+])
+def test_bad_arguments_exit_2(argv, msg, capsys):
+    assert iol.main(argv) == 2
+    err = capsys.readouterr().err
+    assert msg in err and "Usage:" in err and "Traceback" not in err
+
+
+def test_partition_is_refused(capsys):
+    parts = [n for n in os.listdir("/sys/class/block")
+             if os.path.exists("/sys/class/block/%s/partition" % n)]
+    if not parts:
+        pytest.skip("no partition on this machine")
+    assert iol.main(["-d", parts[0]]) == 2
+    assert "partition" in capsys.readouterr().err
+
+
+def test_help_is_the_usage(capsys):
+    assert iol.main(["-h"]) == 0
+    assert "Usage:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("rwbs,op", [(b"R", ord("R")), (b"WS", ord("W")),
+                                     (b"FWS", ord("W")), (b"F", ord("F")),
+                                     (b"WFS", ord("W")), (b"D", ord("D")),
+                                     (b"R\0WS\0", ord("R"))])
+def test_direction(rwbs, op):
+    assert iol._op(rwbs) == op
+
+
+def test_glob_checked_again_past_the_nul():
+    # the kernel's *W* filter can pass "R\0W..." (it reads past the NUL)
+    assert iol._op(b"R\0W\0", "*W*") == -1
+    assert iol._op(b"WS\0", "*W*") == ord("W")
+
+
+# -- pairing -------------------------------------------------------------------
+
+def test_pairs_on_sector_and_direction():
+    st = stream()
+    feed(st, (100, payload("start", 8, b"WS")), (150, payload("start", 8, b"R")),
+         (300, payload("complete", 8, b"R")), (400, payload("complete", 8, b"WS")))
+    assert lats(st.cur) == [150, 300]
+
+
+def test_io_straddling_an_interval_counts_where_it_completes():
+    st = stream()
+    feed(st, (100, payload("start", 16)))
+    first = st.rotate()
+    feed(st, (700, payload("complete", 16)))
+    second = st.rotate(final=True)
+    assert lats(first) == [] and lats(second) == [600]
+    assert not second.unmatched
+
+
+def test_completion_seen_before_its_issue_waits():
+    st = stream()
+    feed(st, (500, payload("complete", 24)))
+    assert lats(st.cur) == [] and st.orphans
+    feed(st, (200, payload("start", 24)))
+    iv = st.rotate(final=True)
+    assert lats(iv) == [300] and not iv.unmatched
+
+
+def test_unmatched_completions_are_counted_apart():
+    st = stream()
+    feed(st, (500, payload("complete", 32)), (600, payload("complete", 40, b"WS")))
+    iv = st.rotate(final=True)
+    assert lats(iv) == [] and iv.unmatched == {DEV: 2}
+
+
+def test_partial_completion_counts_once():
+    st = stream()
+    feed(st, (100, payload("start", 64, nr=16)), (200, payload("complete", 64, nr=8)),
+         (300, payload("complete", 72, nr=8)))
+    assert lats(st.cur) == [200] and not st.pending
+
+
+def test_front_merge_moves_the_start_sector():
+    st = stream()
+    feed(st, (100, payload("start", 80)), (120, payload("merge", 72, nr=8)),
+         (400, payload("complete", 72, nr=16)))
+    assert lats(st.cur) == [300]
+
+
+def test_issue_after_insert_keeps_the_insert_time():
+    st = stream()
+    feed(st, (100, payload("start", 88)), (250, payload("issue", 88)),
+         (400, payload("complete", 88)))
+    assert lats(st.cur) == [300]
+    feed(st, (500, payload("issue", 96)), (900, payload("complete", 96)))
+    assert lats(st.cur) == [300, 400]
+
+
+def test_events_are_paired_in_time_order_across_cpus():
+    # the same sector reused: CPU0 holds issue A and completion B, CPU1
+    # completion A and issue B; per-CPU order would pair A's issue with B
+    st = stream()
+    st.reader.pages.append((0, [(100, 0, payload("start", 8)), (400, 0, payload("complete", 8))]))
+    st.reader.pages.append((1, [(200, 0, payload("complete", 8)), (300, 0, payload("start", 8))]))
+    st.drain(1 << 62)
+    assert lats(st.cur) == [100, 100] and not st.orphans
+
+
+def test_stale_rwbs_rejected_with_a_glob():
+    st = stream(glob="*W*")
+    feed(st, (100, payload("start", 8, b"WS")), (200, payload("complete", 8, b"WS")),
+         (300, payload("complete", 16, b"R\0W")))
+    iv = st.rotate(final=True)
+    assert lats(iv) == [100] and not iv.unmatched
+
+
+# -- output --------------------------------------------------------------------
+
+def _opts(**kw):
+    o = {"unit": "ms", "devs": {}, "per_dev": False, "stamp": False, "json": False}
+    o.update(kw)
+    return o
+
+
+def test_json_fields():
+    iv = iol.Interval()
+    iv.lats = {DEV: [1500, 2500, 40000, 3000000]}
+    iv.unmatched = {DEV: 1}
+    iv.lost = 2
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        iol._show(_opts(json=True, unit="us", devs={DEV: "loop9"}), iv, "hint")
+    o = json.loads(buf.getvalue())
+    for k in ("time", "interval", "device", "unit", "count", "total_us", "avg_us",
+              "p50_us", "p90_us", "p99_us", "max_us", "unmatched", "lost", "buckets"):
+        assert k in o
+    assert o["count"] == 4 and o["unmatched"] == 1 and o["lost"] == 2
+    assert o["device"] == "loop9" and o["max_us"] == 3000
+    assert [b["count"] for b in o["buckets"] if b["count"]] == [1, 1, 1, 1]
+    assert sum(b["count"] for b in o["buckets"]) == 4
+
+
+def test_text_fits_80_columns():
+    iv = iol.Interval()
+    iv.lats = {DEV: [10**6 * 9999] * 999999 + [10**6 * 123456]}
+    iv.unmatched = {DEV: 123456}
+    iv.lost = 999999
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        iol._show(_opts(), iv, "hint")
+    lines = buf.getvalue().splitlines()
+    assert lines[0].startswith("  >=(ms) .. <(ms)")
+    assert max(len(l) for l in lines) <= 80, max(lines, key=len)
+
+
+# -- reader.page_offsets ---------------------------------------------------------
+
+def _page(events):
+    """A sub-buffer page: header (ts 1000, commit), then events with deltas."""
+    data = b""
+    for delta, body in events:
+        n = len(body) // 4
+        data += struct.pack("<I", (delta << 5) | n) + body
+    data += struct.pack("<II", 29 | (5 << 5), 12) + b"\0" * 8  # a discarded event
+    data += struct.pack("<II", 30 | (3 << 5), 2)               # time extend
+    data += struct.pack("<I", (1 << 5) | 16) + payload("complete", 9)
+    hdr = struct.pack("<Qq", 1000, len(data))
+    return hdr + data + b"\0" * (4096 - 16 - len(data))
+
+
+def test_page_offsets_agrees_with_parse_page():
+    page = _page([(10, payload("start", 1)), (20, payload("complete", 1))])
+    layout = reader.PageLayout("/nonexistent")
+    a, b = [], []
+    reader.parse_page(page, 0, layout, a)
+    reader.page_offsets(page, layout, b)
+    assert [e[0] for e in a] == [e[0] for e in b] == [1010, 1030, 1030 + (2 << 27) + 3 + 1]
+    assert [bytes(e[3][:64]) for e in a] == [page[off:off + 64] for _, off, _ in b]
