@@ -2,11 +2,13 @@
 globs, regular expressions and ``:mod:MODULE``, and close-match suggestions.
 """
 
+import bisect
 import difflib
 import fnmatch
 import os
 import re
-from typing import Dict, List, Optional, Tuple
+from collections import Counter
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from .errors import ToolError, UsageError
 
@@ -15,6 +17,10 @@ from .errors import ToolError, UsageError
 # (``func:traceoff``) when written to set_ftrace_filter.
 _GLOB = re.compile(r"^[A-Za-z0-9_.*?\[\]!^-]{1,200}$")
 _MOD = re.compile(r"^[A-Za-z0-9_*?-]{1,64}$")
+
+#: Placeholders the kernel lists for records it could not place (5.19+);
+#: nothing useful can be traced through them.
+INVALID_PREFIX = "__ftrace_invalid_address__"
 
 
 def parse_pattern(text: str) -> Tuple[str, Optional[str]]:
@@ -25,7 +31,8 @@ def parse_pattern(text: str) -> Tuple[str, Optional[str]]:
         func = func or "*"
         if not _MOD.match(mod):
             raise UsageError("bad module name in %r" % text)
-    if not _GLOB.match(func):
+    if not _GLOB.match(func) or func.startswith("!"):
+        # A leading '!' would be a negation in set_ftrace_filter.
         raise UsageError("bad function pattern %r: use letters, digits, _, "
                          "and the glob characters * ? [ ] (no spaces, no ':' "
                          "except :mod:MODULE)" % text)
@@ -63,17 +70,102 @@ def match(funcs: List[Tuple[str, str]], pattern: str,
             rx = re.compile(pattern)
         except re.error as e:
             raise UsageError("bad regular expression %r: %s" % (pattern, e)) from None
-        return sorted({f for f, _ in funcs if rx.search(f)})
+        return sorted({f for f, _ in funcs if rx.search(f)
+                       and not f.startswith(INVALID_PREFIX)})
     func, mod = parse_pattern(pattern)
     rx = re.compile(fnmatch.translate(func))
     mrx = re.compile(fnmatch.translate(mod)) if mod else None
-    return sorted({f for f, m in funcs if rx.match(f) and (mrx is None or mrx.match(m))})
+    return sorted({f for f, m in funcs if rx.match(f) and (mrx is None or mrx.match(m))
+                   and not f.startswith(INVALID_PREFIX)})
 
 
 def suggest(funcs: List[Tuple[str, str]], pattern: str, n: int = 5) -> List[str]:
-    """Close names for a pattern that matched nothing."""
-    core = re.sub(r"[*?\[\]!^]|:mod:.*", "", pattern).strip("_") or pattern
-    names = {f for f, _ in funcs}
-    parts = [p for p in core.split("_") if len(p) > 2]
-    pool = [f for f in names if any(p in f for p in parts)] or list(names)
-    return difflib.get_close_matches(core, pool, n=n, cutoff=0.5)
+    """Close names for a pattern that matched nothing.
+
+    Names sharing the pattern's longest word come first (``__x64_sys_getppid``
+    -> ``__do_sys_getppid``; ``do_page_fault`` -> ``exc_page_fault``), ranked
+    by similarity; otherwise the closest names overall.
+    """
+    core = re.sub(r"\[[^\]]*\]|[*?!^]|:mod:.*", "", pattern).strip("_") or pattern
+    names = {f for f, _ in funcs if not f.startswith(INVALID_PREFIX)}
+    parts = sorted((p for p in re.split(r"[_.]+", core) if len(p) > 2),
+                   key=len, reverse=True)
+    for p in parts[:2]:
+        pool = [f for f in names if p in f]
+        if pool:
+            def score(f: str) -> float:
+                return difflib.SequenceMatcher(None, core, f.strip("_")).ratio()
+            best = sorted(pool, key=lambda f: (-score(f), f))
+            good = [f for f in best if score(f) >= 0.4]
+            if good:
+                return good[:n]
+    return difflib.get_close_matches(core, list(names), n=n, cutoff=0.6)
+
+
+def duplicates(funcs: Iterable[Tuple[str, str]]) -> Set[str]:
+    """Names listed more than once (static functions of the same name):
+    a probe on such a name is refused (or lands on one of them only)."""
+    c = Counter(f for f, _ in funcs)
+    return {f for f, k in c.items() if k > 1}
+
+
+def filter_indexes(funcs: List[Tuple[str, str]], names: Iterable[str]) -> List[int]:
+    """1-based positions in ``available_filter_functions`` of every function
+    with one of these names: writing the numbers to ``set_ftrace_filter``
+    (5.13+) selects them without the kernel matching each name against every
+    function (quadratic for thousands of names)."""
+    want = set(names)
+    return [i + 1 for i, (f, _) in enumerate(funcs) if f in want]
+
+
+class AddrMap:
+    """Function-tracer ``ip`` values -> names, for the functions traced.
+
+    ``available_filter_functions_addrs`` (6.5+) gives each record's exact
+    address (on x86 with IBT, 4 bytes past the symbol); otherwise the
+    symbols' addresses come from ``/proc/kallsyms`` and an ip within
+    ``slack`` bytes past one maps to it. Aliases sharing an address
+    (``__x64_sys_getppid`` and ``__do_sys_getppid`` on 6.1) resolve to the
+    traced name.
+    """
+
+    def __init__(self, pairs: Iterable[Tuple[int, str]], slack: int = 32) -> None:
+        d = {}
+        for a, n in pairs:
+            d.setdefault(a, n)
+        self.addrs = sorted(d)
+        self.names = [d[a] for a in self.addrs]
+        self.slack = slack
+        self._cache: Dict[int, Optional[str]] = {}
+
+    @classmethod
+    def load(cls, root: str, names: Iterable[str],
+             kallsyms: str = "/proc/kallsyms") -> "AddrMap":
+        want = set(names)
+        addrs = os.path.join(root, "available_filter_functions_addrs")
+        pairs: List[Tuple[int, str]] = []
+        src = addrs if os.path.exists(addrs) else kallsyms
+        try:
+            with open(src) as f:
+                for line in f:
+                    p = line.split()
+                    if src == addrs and len(p) >= 2 and p[1] in want:
+                        pairs.append((int(p[0], 16), p[1]))
+                    elif src != addrs and len(p) >= 3 and p[2] in want \
+                            and p[1] in "tTwW":
+                        pairs.append((int(p[0], 16), p[2]))
+        except OSError as e:
+            raise ToolError("cannot read %s: %s" % (src, os.strerror(e.errno or 0))) from None
+        if want and not any(a for a, _ in pairs):
+            raise ToolError("%s shows no function addresses (kptr_restrict?): "
+                            "cannot name the functions traced" % src)
+        return cls(pairs, slack=0 if src == addrs else 32)
+
+    def name(self, ip: int) -> Optional[str]:
+        """The traced function at ``ip``, or None."""
+        if ip in self._cache:
+            return self._cache[ip]
+        i = bisect.bisect_right(self.addrs, ip) - 1
+        n = self.names[i] if i >= 0 and ip - self.addrs[i] <= self.slack else None
+        self._cache[ip] = n
+        return n
