@@ -75,7 +75,19 @@ class Workload:
         self.p.stdin.write(line + "\n")
         self.p.stdin.flush()
         assert self.p.stdout.readline() == "done\n"
-        time.sleep(0.1 * tooling.SCALE)  # back to blocking on stdin
+        self.wait_blocked()
+
+    def wait_blocked(self, timeout=60):
+        """Until the workload sleeps in read(0, ...) again: no faults then."""
+        end = time.monotonic() + timeout * tooling.SCALE
+        while time.monotonic() < end:
+            with open("/proc/%d/syscall" % self.pid) as f:
+                call = f.read().split()
+            if call[:2] == ["0", "0x0"]:
+                time.sleep(0.01)
+                return
+            time.sleep(0.01)
+        raise AssertionError("workload did not go back to reading stdin")
 
     def measured(self, line):
         """Run one command; the kernel's (minflt, majflt) delta around it."""
@@ -266,7 +278,8 @@ def test_major_faults_match_kernel(workload):
     pages = min(32, os.path.getsize(path) // 4096)
     with open(path) as f:
         os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-    t = tooling.start("pagefaults", "-p", str(workload.pid), "--json")
+    # Slow to start in the emulated guests (kprobes, no KVM).
+    t = tooling.start("pagefaults", "-p", str(workload.pid), "--json", timeout=600)
     minflt, majflt = workload.measured("file %s %d" % (path, pages))
     rc, out, err = t.stop()
     assert rc == 0, err
