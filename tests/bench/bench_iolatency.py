@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Benchmark: iolatency vs perf-tools' iolatency-perf on a loop device.
+
+fio (random 4k reads and writes, direct I/O, libaio, deep queue) on a
+private loop device (losetup --direct-io=on), traced in turn by each tool
+with -d on that device. For each run: I/Os the kernel completed
+(/sys/block/DEV/stat), I/Os the tool counted, events it reported lost, and
+its CPU time (its whole process tree, from wait4) per completed I/O.
+Runs are interleaved; the summary gives medians and the CPU ratio.
+
+Needs root, fio (apt-get install fio) and iolatency-perf (apt-get install
+perf-tools-unstable), which wants debugfs on /sys/kernel/debug: mounted
+here if it is not, and unmounted again afterwards. iolatency-perf leaves
+the top level's buffer_size_kb at 4 MB and its snapshot buffer allocated:
+both are put back as found. Where the kernel has no snapshot file (the
+development host), iolatency-perf reads ``trace`` then clears it, and
+loses what arrives in between.
+
+Usage: tests/bench/bench_iolatency.py [RUNS [SECONDS]]   (default 3 runs of 8 s)
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+
+import loopdev  # noqa: E402
+
+TRACING = "/sys/kernel/tracing"
+
+
+def _wait_line(stream, pattern: str, timeout: float = 60) -> None:
+    got = threading.Event()
+    lines = []
+
+    def rd():
+        for line in stream:
+            lines.append(line)
+            if pattern in line:
+                got.set()
+                return
+    t = threading.Thread(target=rd, daemon=True)
+    t.start()
+    if not got.wait(timeout):
+        raise RuntimeError("no %r line: %s" % (pattern, "".join(lines)))
+
+
+def _io(dev) -> int:
+    s = dev.stat()
+    return s["read_ios"] + s["write_ios"]
+
+
+def run_ours(dev, secs: float, fio) -> dict:
+    p = subprocess.Popen([sys.executable, os.path.join(REPO, "bin", "iolatency"),
+                          "--json", "-d", dev.name, "1"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_line(p.stderr, "Tracing")
+    out = []
+    t = threading.Thread(target=lambda: out.extend(p.stdout), daemon=True)
+    t.start()
+    before = _io(dev)
+    fio()
+    dev.settle()
+    done = _io(dev) - before
+    p.send_signal(signal.SIGINT)
+    _, status, ru = os.wait4(p.pid, 0)
+    t.join(10)
+    objs = [json.loads(l) for l in out if l.startswith("{")]
+    return {"tool": "iolatency", "kernel": done, "counted": sum(o["count"] for o in objs),
+            "lost": sum(o["lost"] for o in objs), "cpu": ru.ru_utime + ru.ru_stime}
+
+
+def run_perf(dev, secs: float, fio) -> dict:
+    mm = "%d,%d" % tuple(int(x) for x in open("/sys/block/%s/dev" % dev.name).read().split(":"))
+    p = subprocess.Popen(["iolatency-perf", "-d", mm, "1", str(int(secs) + 4)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_line(p.stdout, "Tracing block I/O")
+    out = []
+    t = threading.Thread(target=lambda: out.extend(p.stdout), daemon=True)
+    t.start()
+    before = _io(dev)
+    fio()
+    dev.settle()
+    done = _io(dev) - before
+    _, status, ru = os.wait4(p.pid, 0)  # ends by itself after COUNT intervals
+    t.join(10)
+    text = "".join(out)
+    counted = sum(int(n) for n in re.findall(r"^\s*\d+ -> \d+\s*: (\d+)", text, re.M))
+    lost = sum(int(n) for n in re.findall(r"LOST (\d+) EVENTS", text))
+    flagged = len(re.findall(r"LOST", text))
+    return {"tool": "iolatency-perf", "kernel": done, "counted": counted,
+            "lost": lost if lost or not flagged else "yes (%d warnings)" % flagged,
+            "cpu": ru.ru_utime + ru.ru_stime}
+
+
+class TopLevelGuard:
+    """Puts back what iolatency-perf leaves changed in the top level."""
+
+    def __enter__(self):
+        self.mounted = False
+        if not os.path.isdir("/sys/kernel/debug/tracing"):
+            subprocess.run(["mount", "-t", "debugfs", "nodev", "/sys/kernel/debug"], check=True)
+            self.mounted = True
+            print("note: mounted debugfs on /sys/kernel/debug for iolatency-perf")
+        with open(TRACING + "/buffer_size_kb") as f:
+            self.kb = f.read().split()[0]
+        self.snap = True  # no snapshot file: iolatency-perf reads trace, then clears it
+        if os.path.exists(TRACING + "/snapshot"):
+            with open(TRACING + "/snapshot") as f:
+                self.snap = "not allocated" not in f.read(4096)
+        return self
+
+    def __exit__(self, *exc):
+        with open(TRACING + "/buffer_size_kb", "w") as f:
+            f.write(self.kb)
+        if not self.snap:
+            with open(TRACING + "/snapshot", "w") as f:
+                f.write("0")
+        if self.mounted:
+            subprocess.run(["umount", "/sys/kernel/debug"])
+
+
+def main() -> int:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    secs = float(sys.argv[2]) if len(sys.argv) > 2 else 8
+    if os.geteuid() != 0 or loopdev.have_tools() or not shutil.which("iolatency-perf"):
+        print("needs root, fio, losetup and iolatency-perf (perf-tools-unstable)")
+        return 77
+    rows = []
+    with TopLevelGuard(), loopdev.LoopDevice(size_mb=256) as dev:
+        def fio():
+            dev.fio("randrw", secs, iodepth=32, extra=["--numjobs=2", "--group_reporting"])
+        base = _io(dev)
+        t0 = time.monotonic()
+        fio()
+        untraced = (_io(dev) - base) / (time.monotonic() - t0)
+        for i in range(runs):
+            for fn in ((run_ours, run_perf) if i % 2 == 0 else (run_perf, run_ours)):
+                r = fn(dev, secs, fio)
+                r["run"] = i + 1
+                rows.append(r)
+                print("  run %d %-15s %s" % (i + 1, r["tool"], r), file=sys.stderr)
+    print("iolatency benchmark: fio randrw 4k direct, iodepth 32 x 2 jobs, %g s per run, "
+          "loop device (--direct-io=on); untraced about %.0f IOPS" % (secs, untraced))
+    print("machine: %d CPUs, shared and noisy (other developers' tests run on it):"
+          " compare within a run, not across days" % os.cpu_count())
+    print()
+    print("%-15s %3s %9s %9s %8s %10s %7s %9s" % ("TOOL", "RUN", "KERNEL", "COUNTED",
+                                                 "COUNTED%", "LOST", "CPU_S", "CPU_US/IO"))
+    for r in rows:
+        print("%-15s %3d %9d %9d %7.2f%% %10s %7.2f %9.2f" % (
+            r["tool"], r["run"], r["kernel"], r["counted"], 100.0 * r["counted"] / r["kernel"],
+            r["lost"], r["cpu"], r["cpu"] * 1e6 / r["kernel"]))
+    print()
+    med = {}
+    for tool in ("iolatency", "iolatency-perf"):
+        rs = [r for r in rows if r["tool"] == tool]
+        med[tool] = statistics.median(r["cpu"] * 1e6 / r["kernel"] for r in rs)
+        print("%-15s median: counted %.2f%% of completed I/Os, CPU %.2f us per I/O" % (
+            tool, statistics.median(100.0 * r["counted"] / r["kernel"] for r in rs), med[tool]))
+    print("CPU per I/O, iolatency / iolatency-perf: %.2f (target <= 0.33)"
+          % (med["iolatency"] / med["iolatency-perf"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
