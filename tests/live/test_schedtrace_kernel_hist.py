@@ -1,0 +1,54 @@
+"""schedtrace -H computed in the kernel (hist triggers + a synthetic event)
+against the same histogram computed from the event stream, on the same
+ping-pong workload in the same window, and both against the kernel's own
+count of switch-ins (/proc/PID/schedstat timeslices): every switch-in of
+the workload follows a wakeup or a preemption, so each is one wait."""
+
+import json
+import os
+import signal
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import test_schedtrace as base  # noqa: E402
+import tooling  # noqa: E402
+
+ROUNDS = 300    # the VM guests run 10-50x slower
+
+
+def _hists(out: str):
+    rows = [json.loads(l) for l in out.splitlines() if l.strip()]
+    assert len(rows) == 1, out
+    return rows[0], {e["pid"]: e for e in rows[0]["hists"]}
+
+
+@pytest.mark.needs("hist", "synthetic")
+def test_kernel_histogram_equals_stream_and_schedstat() -> None:
+    w = base.Workload(ROUNDS)
+    try:
+        base.settled(w.pid)
+        kern = tooling.start("schedtrace", "-H", "--by", "task", "--json")
+        stream = tooling.start("schedtrace", "-H", "--by", "task", "--json", "--stream")
+        before = base.settled(w.pid)
+        w.run()
+        after = {w.pid: base.settled(w.pid), w.child: base.settled(w.child)}
+        rk, ok, ek = kern.stop(signal.SIGINT)
+        rs, os_, es = stream.stop(signal.SIGINT)
+    finally:
+        w.close()
+    assert rk == 0 and rs == 0, (ek, es)
+    runs = {w.pid: after[w.pid]["runs"] - before["runs"], w.child: after[w.child]["runs"]}
+    hk_row, hk = _hists(ok)
+    hs_row, hs = _hists(os_)
+    assert hk_row["kernel"] is True and hs_row["kernel"] is False
+    assert hk_row["lost"] == 0 and hs_row["lost"] == 0
+    for pid, n in runs.items():
+        assert n >= ROUNDS
+        assert hk[pid]["count"] == hs[pid]["count"] == n, (pid, hk.get(pid), hs.get(pid), n)
+        assert sum(b["count"] for b in hk[pid]["buckets"]) == n
+        # Both count whole microseconds; the kernel subtracts truncated
+        # timestamps, so each wait may differ by 1 us.
+        assert abs(hk[pid]["total"] - hs[pid]["total"]) <= n, (hk[pid], hs[pid])
