@@ -25,7 +25,7 @@ _loader.exec_module(iol)
 
 # issue/complete payload as on 6.x: type@0, dev@8, sector@16, nr@24, rwbs@34
 CODE = "<H6xI4xQI6x%ds"
-IDS = {"start": 1, "complete": 2, "merge": 3, "issue": 4}
+IDS = {"start": 1, "complete": 2, "merge": 3, "issue": 4, "requeue": 5}
 DEV = (7 << 20) | 3
 
 
@@ -55,11 +55,12 @@ class FakeReader:
 def stream(glob=None, rw_len=2):
     st = iol.Stream.__new__(iol.Stream)
     st.kinds = {IDS["start"]: iol.START, IDS["complete"]: iol.COMPLETE,
-                IDS["merge"]: iol.MERGE, IDS["issue"]: iol.ISSUE}
+                IDS["merge"]: iol.MERGE, IDS["issue"]: iol.ISSUE,
+                IDS["requeue"]: iol.REQUEUE}
     st.glob = glob
     st.unpack = struct.Struct(CODE % (16 if glob else rw_len)).unpack_from
     st.alt = {}
-    st.pending, st.orphans, st.held, st.ops = {}, {}, [], {}
+    st.pending, st.orphans, st.held, st.ops, st.more = {}, {}, [], {}, {}
     st.reader = FakeReader()
     st.lost_seen = 0
     st.cur = iol.Interval()
@@ -188,6 +189,22 @@ def test_events_are_paired_in_time_order_across_cpus():
     st.reader.pages.append((1, [(200, 0, payload("complete", 8)), (300, 0, payload("start", 8))]))
     st.drain(1 << 62)
     assert lats(st.cur) == [100, 100] and not st.orphans
+
+
+def test_same_sector_in_flight_twice_counts_both():
+    st = stream()
+    feed(st, (100, payload("start", 8)), (150, payload("start", 8)),
+         (300, payload("complete", 8)), (500, payload("complete", 8)))
+    iv = st.rotate(final=True)
+    assert len(lats(iv)) == 2 and sum(lats(iv)) == 550 and not iv.unmatched
+
+
+def test_requeued_request_is_timed_from_its_next_issue():
+    st = stream()
+    feed(st, (100, payload("start", 8)), (200, payload("requeue", 8)),
+         (700, payload("start", 8)), (900, payload("complete", 8)))
+    iv = st.rotate(final=True)
+    assert lats(iv) == [200] and not iv.unmatched and not st.pending
 
 
 def test_stale_rwbs_rejected_with_a_glob():
