@@ -91,14 +91,12 @@ def suggest(funcs: List[Tuple[str, str]], pattern: str, n: int = 5) -> List[str]
     parts = sorted((p for p in re.split(r"[_.]+", core) if len(p) > 2),
                    key=len, reverse=True)
     for p in parts[:2]:
-        pool = [f for f in names if p in f]
-        if pool:
-            def score(f: str) -> float:
-                return difflib.SequenceMatcher(None, core, f.strip("_")).ratio()
-            best = sorted(pool, key=lambda f: (-score(f), f))
-            good = [f for f in best if score(f) >= 0.4]
-            if good:
-                return good[:n]
+        # The word itself, then shortened (a typo or suffix at its end).
+        for w in dict.fromkeys(p[:k] for k in range(len(p), max(3, len(p) - 3), -1)):
+            pool = [f for f in names if w in f]
+            got = difflib.get_close_matches(core, pool, n=n, cutoff=0.4)
+            if got:
+                return got
     return difflib.get_close_matches(core, list(names), n=n, cutoff=0.6)
 
 

@@ -162,14 +162,14 @@ def test_bad_patterns_refused_before_tracefs():
 @pytest.mark.needs("function")
 def test_list_and_suggestions(tracefs_root):
     func = syscall_function(tracefs_root, "getppid")
-    r = tooling.run("funccount", "-l", "*sys_getppid")
+    r = tooling.run("funccount", "-l", "*sys_getppid", timeout=120)
     assert r.returncode == 0, r.stderr
     assert func in r.stdout.split()
-    r = tooling.run("funccount", "-l", "-r", "^%s$" % re.escape(func))
+    r = tooling.run("funccount", "-l", "-r", "^%s$" % re.escape(func), timeout=120)
     assert r.stdout.split() == [func]
     # A wrapper name that is not traceable: the error names it and suggests
     # the traceable body.
-    r = tooling.run("funccount", "-d", "1", "__x64_sys_getppidx")
+    r = tooling.run("funccount", "-d", "1", "__x64_sys_getppidx", timeout=120)
     assert r.returncode == 2, r.stderr
     assert "__x64_sys_getppidx" in r.stderr and func in r.stderr, r.stderr
 

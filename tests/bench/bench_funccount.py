@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Benchmark funccount's counting paths against trace-cmd (not a test).
+
+A workload makes CALLS getppid() system calls; each counting path the
+kernel offers (forced with FUNCCOUNT_METHOD) counts them with -p, and so
+does trace-cmd (``record -p function -l FUNC -P PID`` then ``report``).
+Printed per path, medians of ROUNDS interleaved runs:
+
+  tool CPU s/M   user+system CPU of the counting tool (and its children),
+                 per million calls counted
+  slowdown       workload wall time while counted / untraced
+  exact          runs whose count was exactly CALLS
+
+Needs root and a kernel that allows function tracing (the Debian 6.1/6.12
+VMs: ``vng ... --exec 'python3 tests/bench/bench_funccount.py'``). The
+machine is shared and noisy, and under QEMU software emulation every figure
+is 10-50x slower than on hardware: compare rows, not absolute values.
+
+Usage: bench_funccount.py [CALLS [ROUNDS]]
+"""
+
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "lib"))
+TOOL = os.path.join(REPO, "bin", "funccount")
+
+LOOP = ("import os, sys, time\nsys.stdin.readline()\nt = time.perf_counter()\n"
+        "for _ in range(%d): os.getppid()\n"
+        "print(time.perf_counter() - t, flush=True)\nsys.stdin.read()\n")
+
+
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+class Load:
+    def __init__(self, calls: int) -> None:
+        self.p = subprocess.Popen([sys.executable, "-c", LOOP % calls],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def go(self) -> float:
+        self.p.stdin.write("go\n")
+        self.p.stdin.flush()
+        secs = float(self.p.stdout.readline())
+        self.p.stdin.close()
+        self.p.wait()
+        return secs
+
+
+def wait_line(p: subprocess.Popen, start: str, timeout: float = 600) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        line = p.stderr.readline()
+        if not line:
+            raise RuntimeError("tool ended before tracing")
+        if line.startswith(start):
+            return
+    raise RuntimeError("no %r line" % start)
+
+
+def run_funccount(method: str, func: str, calls: int) -> Tuple[float, float, int]:
+    load = Load(calls)
+    cpu0 = children_cpu()
+    env = dict(os.environ, FUNCCOUNT_METHOD=method)
+    p = subprocess.Popen([sys.executable, TOOL, "--json", "-p", str(load.p.pid), func],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    wait_line(p, "Tracing")
+    secs = load.go()
+    out, err = p.communicate(timeout=600)
+    cpu = children_cpu() - cpu0
+    import json
+    got = sum(json.loads(l)["counts"].get(func, 0) for l in out.splitlines() if l)
+    return secs, cpu, got
+
+
+def run_tracecmd(func: str, calls: int) -> Tuple[float, float, int]:
+    load = Load(calls)
+    d = tempfile.mkdtemp()
+    dat = os.path.join(d, "trace.dat")
+    cpu0 = children_cpu()
+    p = subprocess.Popen(["trace-cmd", "record", "-q", "-p", "function", "-l", func,
+                          "-P", str(load.p.pid), "-o", dat],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(1)  # trace-cmd prints nothing when ready: give it time to start
+    while True:
+        line = p.stdout.readline()
+        if not line or "Hit Ctrl^C" in line or "CTRL" in line.upper():
+            break
+    secs = load.go()
+    p.send_signal(2)
+    p.communicate(timeout=600)
+    rep = subprocess.run(["trace-cmd", "report", "-i", dat], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True)
+    cpu = children_cpu() - cpu0
+    got = sum(1 for l in rep.stdout.splitlines() if (" %s <-" % func) in l or
+              (": %s <-" % func) in l or l.rstrip().endswith(" " + func))
+    shutil.rmtree(d, ignore_errors=True)
+    return secs, cpu, got
+
+
+def main(argv: List[str]) -> int:
+    calls = int(argv[1]) if len(argv) > 1 else 200000
+    rounds = int(argv[2]) if len(argv) > 2 else 3
+    from ftracetools.features import Features
+    feat = Features()
+    why = feat.why_not("function")
+    if why:
+        print("bench_funccount: cannot run here: %s" % why)
+        return 0
+    with open(os.path.join(feat.root, "available_filter_functions")) as f:
+        have = {l.split()[0] for l in f if l.strip()}
+    func = next(n for n in ("__do_sys_getppid", "__se_sys_getppid", "__x64_sys_getppid")
+                if n in have)
+    needs = {"kprobe-hist": ("kprobes", "hist"), "fprobe-hist": ("fprobes", "hist"),
+             "function": ("function_instance",), "profiler": ("function_profiler",)}
+    paths = [m for m, fs in needs.items() if all(feat.has(x) for x in fs)]
+    if shutil.which("trace-cmd"):
+        paths.append("trace-cmd")
+    res: Dict[str, List[Tuple[float, float, int]]] = {p: [] for p in paths + ["none"]}
+    for _ in range(rounds):
+        res["none"].append((Load(calls).go(), 0.0, calls))
+        for p in paths:
+            try:
+                r = run_tracecmd(func, calls) if p == "trace-cmd" else \
+                    run_funccount(p, func, calls)
+            except Exception as e:  # a broken path is a row, not a crash
+                print("%s: %s" % (p, e), file=sys.stderr)
+                continue
+            res[p].append(r)
+    base = statistics.median(s for s, _, _ in res["none"])
+    print("%s, %d calls of %s, median of %d interleaved rounds (%s)"
+          % (os.uname().release, calls, func, rounds,
+             "noisy shared machine; QEMU TCG if a VM: compare rows only"))
+    print("%-14s %12s %10s %8s" % ("PATH", "TOOL CPU s/M", "SLOWDOWN", "EXACT"))
+    for p in paths:
+        if not res[p]:
+            print("%-14s %12s %10s %8s" % (p, "failed", "-", "-"))
+            continue
+        secs = statistics.median(s for s, _, _ in res[p])
+        cpu = statistics.median(c for _, c, _ in res[p])
+        exact = sum(1 for _, _, g in res[p] if g == calls)
+        print("%-14s %12.3f %9.2fx %5d/%d" % (p, cpu / calls * 1e6, secs / base,
+                                             exact, len(res[p])))
+    print("%-14s %12s %9.2fx" % ("untraced", "-", 1.0))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
