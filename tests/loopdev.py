@@ -35,8 +35,11 @@ class LoopDevice:
         self.direct_io = False
 
     def __enter__(self) -> "LoopDevice":
+        if not os.path.exists("/dev/loop-control"):
+            subprocess.run(["modprobe", "loop"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
         dirs = [os.environ.get("FTT_LOOP_DIR", ""), "/var/tmp", "/tmp"]
-        err = ""
+        errs = []
         for d in (d for d in dirs if d):
             try:
                 fd, self.file = tempfile.mkstemp(prefix="ftt-loop-", suffix=".img", dir=d)
@@ -44,17 +47,19 @@ class LoopDevice:
                     os.posix_fallocate(fd, 0, self.size)
                 finally:
                     os.close(fd)
+                out = subprocess.run(["losetup", "--find", "--show", "--direct-io=on",
+                                      self.file], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+                if out.returncode:
+                    raise OSError(out.stderr.strip())
+                self.path = out.stdout.strip()
                 break
-            except OSError as e:
-                err = "%s: %s" % (d, e)
+            except OSError as e:  # read-only, no fallocate, loop refuses it
+                errs.append("%s: %s" % (d, e))
                 self._unlink()
         else:
-            raise RuntimeError("no writable directory for a loop file (%s)" % err)
+            raise RuntimeError("cannot make a loop device: " + "; ".join(errs))
         try:
-            out = subprocess.run(["losetup", "--find", "--show", "--direct-io=on",
-                                  self.file], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True, check=True)
-            self.path = out.stdout.strip()
             self.name = os.path.basename(self.path)
             with open("/sys/block/%s/loop/dio" % self.name) as f:
                 self.direct_io = f.read().strip() == "1"

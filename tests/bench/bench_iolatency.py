@@ -155,21 +155,27 @@ def main() -> int:
     print("machine: %d CPUs, shared and noisy (other developers' tests run on it):"
           " compare within a run, not across days" % os.cpu_count())
     print()
-    print("%-15s %3s %9s %9s %8s %10s %7s %9s" % ("TOOL", "RUN", "KERNEL", "COUNTED",
-                                                 "COUNTED%", "LOST", "CPU_S", "CPU_US/IO"))
+    print("%-14s %3s %7s %7s %7s %6s %6s %7s %7s" % (
+        "TOOL", "RUN", "KERNEL", "COUNTED", "COUNT%", "LOST", "CPU_S", "US/IO", "US/CNT"))
     for r in rows:
-        print("%-15s %3d %9d %9d %7.2f%% %10s %7.2f %9.2f" % (
+        print("%-14s %3d %7d %7d %6.2f%% %6s %6.2f %7.2f %7.2f" % (
             r["tool"], r["run"], r["kernel"], r["counted"], 100.0 * r["counted"] / r["kernel"],
-            r["lost"], r["cpu"], r["cpu"] * 1e6 / r["kernel"]))
+            str(r["lost"])[:6], r["cpu"], r["cpu"] * 1e6 / r["kernel"],
+            r["cpu"] * 1e6 / max(1, r["counted"])))
+    print("US/IO: tool CPU per I/O the kernel completed; US/CNT: per I/O the tool counted")
     print()
-    med = {}
+    med, medc = {}, {}
     for tool in ("iolatency", "iolatency-perf"):
         rs = [r for r in rows if r["tool"] == tool]
         med[tool] = statistics.median(r["cpu"] * 1e6 / r["kernel"] for r in rs)
-        print("%-15s median: counted %.2f%% of completed I/Os, CPU %.2f us per I/O" % (
-            tool, statistics.median(100.0 * r["counted"] / r["kernel"] for r in rs), med[tool]))
-    print("CPU per I/O, iolatency / iolatency-perf: %.2f (target <= 0.33)"
-          % (med["iolatency"] / med["iolatency-perf"]))
+        medc[tool] = statistics.median(r["cpu"] * 1e6 / max(1, r["counted"]) for r in rs)
+        print("%-15s median: counted %.2f%% of completed I/Os; CPU %.2f us per completed,"
+              " %.2f per counted I/O" % (
+                  tool, statistics.median(100.0 * r["counted"] / r["kernel"] for r in rs),
+                  med[tool], medc[tool]))
+    print("CPU ratio iolatency / iolatency-perf: %.2f per completed I/O, %.3f per counted"
+          " I/O (target <= 0.33)" % (med["iolatency"] / med["iolatency-perf"],
+                                     medc["iolatency"] / medc["iolatency-perf"]))
     return 0
 
 
