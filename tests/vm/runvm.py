@@ -5,7 +5,7 @@ For each kernel (by default the newest Debian 6.1 ``/boot/vmlinuz-6.1.0-N-amd64`
 and the newest ``/boot/vmlinuz-6.12.N+deb12-amd64``) boot ONCE with
 ``vng --disable-kvm --memory 2G --cpus 2`` and run, inside the guest,
 
-    python3 -m pytest -p no:cacheprovider tests/live -m vm [EXTRA...]
+    python3 -m pytest -p no:cacheprovider -p no:benchmark tests/live -m vm [EXTRA...]
 
 as root, with the host's Python (``sys.executable``, by absolute path: the
 guest sees the host's root filesystem read-only, but with another PATH), the
@@ -30,7 +30,11 @@ Usage:
                         group is killed and the kernel counts as failed
     --guest-cmd CMD     run CMD in the guest instead of pytest (debugging;
                         the kernel passes when CMD exits 0)
-    --verbose           pass -v to vng (kernel console) and -v to pytest
+    --cold-tracefs      leave the guest's top-level trace buffer unallocated
+                        (by default the guest writes 0 to events/enable first,
+                        allocating it as any first use of tracing does; see
+                        guest_script)
+    --verbose           pass -v to vng (kernel console)
 
 Exit status:
     0   every kernel booted, ran at least one test, and no test failed
@@ -164,9 +168,24 @@ def guest_script(args: argparse.Namespace, rel: str, extra: List[str]) -> str:
     py = sys.executable
     lines = [
         "mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null",
+    ]
+    if not args.cold_tracefs:
+        # Allocate the top-level ring buffer now, as any first use of tracing
+        # does: on 6.1, the first tracer set in an instance flips the global
+        # "expanded" flag without allocating it, so buffer_size_kb goes from
+        # "7 (expanded: 1408)" to "7", otherwise to "1410": an order-
+        # dependent change that the tracefs_unchanged check would blame on
+        # whichever test came first.
+        lines.append("echo 0 > /sys/kernel/tracing/events/enable 2>/dev/null")
+    lines += [
         "echo %s" % UP_MARK,
         "cd %s || exit 90" % q(REPO),
+        # Nothing may be written into the read-only checkout: no bytecode,
+        # no pytest cache (-p no:cacheprovider), no pytest-benchmark storage
+        # (-p no:benchmark, it mkdirs .benchmarks at start-up), Hypothesis's
+        # example database in the results directory.
         "export PYTHONDONTWRITEBYTECODE=1",
+        "export HYPOTHESIS_STORAGE_DIRECTORY=%s" % q(os.path.join(rw, ".hypothesis")),
     ]
     if args.guest_cmd is not None:
         lines.append(args.guest_cmd)
@@ -174,10 +193,8 @@ def guest_script(args: argparse.Namespace, rel: str, extra: List[str]) -> str:
         lines.append("PYTHONPATH=%s %s -c %s > %s 2>&1" % (
             q(os.path.join(REPO, "lib")), q(py), q(FEATURES_SCRIPT),
             q(os.path.join(rw, "features-%s.txt" % rel))))
-        cmd = [py, "-m", "pytest", "-p", "no:cacheprovider", "-rfEs",
-               "--junitxml=" + os.path.join(rw, "junit-%s.xml" % rel)]
-        if args.verbose:
-            cmd.append("-v")
+        cmd = [py, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:benchmark", "-rfEs",
+               "-v", "--junitxml=" + os.path.join(rw, "junit-%s.xml" % rel)]
         cmd += args.paths
         if args.marker:
             cmd += ["-m", args.marker]
@@ -375,6 +392,8 @@ def parse_args(argv: List[str]) -> Tuple[argparse.Namespace, List[str]]:
                     default=int(os.environ.get("FTRACETOOLS_VM_TIMEOUT") or DEFAULT_TIMEOUT),
                     help="seconds per boot (default %d)" % DEFAULT_TIMEOUT)
     ap.add_argument("--guest-cmd", help="run this shell command in the guest instead of pytest")
+    ap.add_argument("--cold-tracefs", action="store_true",
+                    help="do not allocate the top-level trace buffer before the tests")
     ap.add_argument("--verbose", action="store_true")
     args, extra = ap.parse_known_args(argv)
     args.paths = [p for p in args.paths.split(",") if p]

@@ -1,0 +1,227 @@
+"""funcgraph without a kernel: the text layout, call trees, folded stacks,
+the instance path's filtering, and argument checking."""
+
+import importlib.machinery
+import importlib.util
+import os
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BIN = os.path.join(HERE, "..", "..", "bin", "funcgraph")
+
+
+def _load():
+    loader = importlib.machinery.SourceFileLoader("funcgraph_tool", BIN)
+    spec = importlib.util.spec_from_loader("funcgraph_tool", loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+fg = _load()
+
+
+# -- the kernel's cells -------------------------------------------------------
+
+@pytest.mark.parametrize("ns,cell", [
+    (1458, "  1.458 us    |  "),
+    (0, "  0.000 us    |  "),
+    (10000, "  10.000 us   |  "),       # not above 10 us: no mark
+    (10001, "+ 10.001 us   |  "),
+    (123456, "! 123.456 us  |  "),
+    (1234567, "# 1234.567 us |  "),
+    (12345678, "* 12345.67 us |  "),    # 7 digits at most
+    (123456789, "@ 123456.7 us |  "),
+    (1234567890, "$ 1234567 us  |  "),
+])
+def test_duration_cell(ns, cell):
+    assert fg.fmt_duration(ns) == cell
+
+
+def test_proc_cell_centred():
+    assert fg.fmt_proc("bash", 1234) == "  bash-1234   "
+    assert len(fg.fmt_proc("averylongname", 7)) == 14
+    assert fg.fmt_proc("averylongname", 7).strip() == "averylo-7"
+    assert fg.fmt_proc("a\x1bb", 1).strip() == "a\\x1bb-1"
+
+
+# -- text layout ----------------------------------------------------------------
+
+def _graph(**kw):
+    lines = []
+    roots = []
+    g = fg.Graph(lines.append, lambda pid: "comm%d" % pid, on_root=roots.append, **kw)
+    return g, lines, roots
+
+
+def _feed(g, records):
+    for r in records:
+        if r[0] == "e":
+            g.entry(*r[1:])
+        else:
+            g.exit(*r[1:])
+
+
+# futex_wake() { get_futex_key(); hash(); }  on CPU 0 by pid 10
+TREE = [
+    ("e", 1000, 0, 10, "futex_wake", 0),
+    ("e", 1100, 0, 10, "get_futex_key", 1),
+    ("x", 1500, 0, 10, "get_futex_key", 1, 400),
+    ("e", 1600, 0, 10, "hash", 1),
+    ("e", 1650, 0, 10, "inner", 2),
+    ("x", 1700, 0, 10, "inner", 2, 50),
+    ("x", 1800, 0, 10, "hash", 1, 200),
+    ("x", 2000, 0, 10, "futex_wake", 0, 1000),
+]
+
+
+def test_text_like_the_kernel():
+    g, lines, _ = _graph()
+    _feed(g, TREE)
+    g.finish()
+    assert "".join(lines).splitlines() == [
+        " 0)               |  futex_wake() {",
+        " 0)   0.400 us    |    get_futex_key();",
+        " 0)               |    hash() {",
+        " 0)   0.050 us    |      inner();",
+        " 0)   0.200 us    |    }",
+        " 0)   1.000 us    |  }",
+    ]
+
+
+def test_text_options_tail_proc_abstime_noduration():
+    g, lines, _ = _graph(proc=True, abstime=True, tail=True)
+    _feed(g, TREE[:3])
+    g.finish()
+    assert lines[0] == "    0.000001 |   0)   comm10-10    |               |  futex_wake() {\n"
+    g, lines, _ = _graph(duration=False, tail=True)
+    _feed(g, TREE)
+    assert "".join(lines).splitlines()[-1] == " 0) } /* futex_wake */"
+    assert "".join(lines).splitlines()[1] == " 0)   get_futex_key();"
+
+
+def test_headers():
+    g, _, _ = _graph(proc=True, abstime=True)
+    h = g.headers().splitlines()
+    assert h[0] == "#     TIME        CPU  TASK/PID         DURATION                  FUNCTION CALLS"
+    assert h[1].startswith("#      |          |     |    |")
+
+
+def test_exit_without_entry_names_the_function():
+    g, lines, _ = _graph()
+    g.exit(5000, 1, 3, "slow_fn", 0, 150000)
+    assert lines == [" 1) ! 150.000 us  |  } /* slow_fn */\n"]
+
+
+def test_context_switch_banner():
+    g, lines, _ = _graph()
+    g.exit(1, 0, 3, "a", 0, 5)
+    g.exit(2, 0, 4, "a", 0, 5)
+    text = "".join(lines)
+    assert " 0)    comm3-3     =>    comm4-4    \n" in text
+    assert text.count("------------------------------------------") == 2
+
+
+# -- trees, JSON, folded ---------------------------------------------------------
+
+def test_tree_and_fold():
+    g, _, roots = _graph(text=False)
+    _feed(g, TREE)
+    g.finish()
+    assert len(roots) == 1
+    r = roots[0]
+    assert [k.func for k in r.kids] == ["get_futex_key", "hash"]
+    assert [k.func for k in r.kids[1].kids] == ["inner"]
+    folded = {}
+    fg.fold(r, folded)
+    assert folded == {"futex_wake": 400, "futex_wake;get_futex_key": 400,
+                      "futex_wake;hash": 150, "futex_wake;hash;inner": 50}
+    assert sum(folded.values()) == r.dur
+    assert [(c.func, up) for c, up in fg.walk(r)][3] == ("inner", ("futex_wake", "hash"))
+
+
+def test_threads_are_kept_apart_and_cpus_interleave():
+    g, _, roots = _graph(text=False)
+    # pid 1 on CPU 0 and pid 2 on CPU 1, interleaved in time
+    _feed(g, [("e", 1, 0, 1, "f", 0), ("e", 2, 1, 2, "f", 0),
+              ("e", 3, 0, 1, "g", 1), ("e", 4, 1, 2, "h", 1),
+              ("x", 5, 0, 1, "g", 1, 2), ("x", 6, 1, 2, "h", 1, 2),
+              ("x", 7, 0, 1, "f", 0, 6), ("x", 8, 1, 2, "f", 0, 6)])
+    assert [(r.pid, [k.func for k in r.kids]) for r in roots] == [(1, ["g"]), (2, ["h"])]
+
+
+def test_lost_parent_leaves_orphans_as_roots():
+    g, _, roots = _graph(text=False)
+    _feed(g, [("e", 10, 0, 1, "f", 0), ("e", 20, 0, 1, "g", 1),
+              ("x", 30, 0, 1, "g", 1, 10)])   # f's exit lost
+    g.finish()
+    assert [(r.func, r.depth) for r in roots] == [("g", 1)]
+
+
+def test_stale_child_is_not_adopted():
+    g, _, roots = _graph(text=False)
+    g.exit(100, 0, 1, "old", 1, 10)        # parent lost long ago
+    g.exit(100000, 0, 1, "f", 0, 500)      # a later call
+    assert [(r.func, [k.func for k in r.kids]) for r in roots] == [("old", []), ("f", [])]
+
+
+def test_instance_path_rebases_depth_and_filters():
+    g, lines, roots = _graph(wanted={"f"})
+    _feed(g, [("e", 1, 0, 1, "do_syscall_64", 0),
+              ("e", 2, 0, 1, "f", 1), ("e", 3, 0, 1, "g", 2),
+              ("x", 4, 0, 1, "g", 2, 1), ("x", 5, 0, 1, "f", 1, 3),
+              ("e", 6, 0, 1, "other", 1), ("x", 7, 0, 1, "other", 1, 1),
+              ("x", 8, 0, 1, "do_syscall_64", 0, 7)])
+    g.finish()
+    assert "".join(lines).splitlines() == [
+        " 0)               |  f() {",
+        " 0)   0.001 us    |    g();",
+        " 0)   0.003 us    |  }",
+    ]
+    assert [(r.func, r.depth) for r in roots] == [("f", 0)]
+
+
+def test_user_space_maxdepth_and_threshold():
+    g, lines, roots = _graph(wanted={"futex_wake"}, maxdepth=1)
+    _feed(g, TREE)
+    assert lines == [" 0)   1.000 us    |  futex_wake();\n"]
+    g, lines, roots = _graph(wanted={"futex_wake"}, thresh_ns=300)
+    _feed(g, TREE)
+    assert "".join(lines).splitlines() == [
+        " 0)   0.400 us    |    } /* get_futex_key */",
+        " 0)   1.000 us    |  } /* futex_wake */"]
+    assert [k.func for k in roots[0].kids] == ["get_futex_key"]
+
+
+# -- arguments -------------------------------------------------------------------
+
+def _rc(argv, capsys):
+    rc = fg.main(argv)
+    return rc, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["-m", "0", "f"], "max depth"),
+    (["-m", "x", "f"], "max depth"),
+    (["-s", "-1", "f"], "threshold"),
+    (["-b", "0", "f"], "buffer size"),
+    (["-d", "0", "f"], "duration"),
+    (["--json", "--folded", "f"], "exclude"),
+    (["f:traceoff"], "bad function pattern"),
+    (["!f"], "bad function pattern"),
+    (["-p", "abc", "f"], "bad PID"),
+    (["-p", "1", "-L", "1", "f"], "exclude each other"),
+    (["-C", "x", "f"], ""),
+    ([], "Usage"),
+])
+def test_bad_usage(argv, msg, capsys):
+    rc, err = _rc(argv, capsys)
+    assert rc == 2, err
+    assert msg in err
+    assert "Traceback" not in err
+
+
+def test_tef_file_checked_before_tracing(capsys, tmp_path):
+    rc, err = _rc(["--tef", str(tmp_path / "no" / "such" / "x.json"), "f"], capsys)
+    assert rc == 2 and "cannot write" in err
