@@ -299,5 +299,10 @@ class Session:
         self.set("tracing_on", "1")
 
     def stop(self) -> None:
-        """Stop recording (teardown would anyway); reading can go on."""
-        self.set("tracing_on", "0")
+        """Stop recording so the last read sees a still buffer; reading can
+        go on. Best effort: if the kernel refuses, teardown removes the
+        buffer all the same, so there is nothing to report."""
+        try:
+            self.set("tracing_on", "0")
+        except ToolError:
+            pass
