@@ -17,6 +17,7 @@ import test_schedtrace as base  # noqa: E402
 import tooling  # noqa: E402
 
 ROUNDS = 300    # the VM guests run 10-50x slower
+STARTUP = 300
 
 
 def _hists(out: str):
@@ -28,16 +29,21 @@ def _hists(out: str):
 @pytest.mark.needs("hist", "synthetic")
 def test_kernel_histogram_equals_stream_and_schedstat() -> None:
     w = base.Workload(ROUNDS)
+    tools = []
     try:
         base.settled(w.pid)
-        kern = tooling.start("schedtrace", "-H", "--by", "task", "--json")
-        stream = tooling.start("schedtrace", "-H", "--by", "task", "--json", "--stream")
+        # Generous limits: the guests run under software emulation.
+        for extra in ([], ["--stream"]):
+            tools.append(tooling.start("schedtrace", "-H", "--by", "task", "--json",
+                                       *extra, timeout=STARTUP))
         before = base.settled(w.pid)
         w.run()
-        after = {w.pid: base.settled(w.pid), w.child: base.settled(w.child)}
-        rk, ok, ek = kern.stop(signal.SIGINT)
-        rs, os_, es = stream.stop(signal.SIGINT)
+        after = {w.pid: base.settled(w.pid, STARTUP), w.child: base.settled(w.child, STARTUP)}
+        (rk, ok, ek), (rs, os_, es) = [t.stop(signal.SIGINT, timeout=STARTUP) for t in tools]
     finally:
+        for t in tools:
+            if t.proc.poll() is None:
+                t.stop(signal.SIGTERM, timeout=STARTUP)
         w.close()
     assert rk == 0 and rs == 0, (ek, es)
     runs = {w.pid: after[w.pid]["runs"] - before["runs"], w.child: after[w.child]["runs"]}

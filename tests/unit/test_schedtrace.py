@@ -133,13 +133,41 @@ def test_hists_units_and_stats():
     assert s["avg"] == 18.0
 
 
-def test_order_holds_back_young_events():
-    o = st.Order()
-    a = o.take([(5, 0, 1, b""), (1, 0, 1, b"")], upto=4)
-    assert [e[0] for e in a] == [1]
-    b = o.take([(3, 1, 1, b""), (9, 1, 1, b"")], upto=6)
-    assert [e[0] for e in b] == [3, 5]
-    assert [e[0] for e in o.take([])] == [9]
+def _page(ts0, deltas):
+    """A sub-buffer page: header (ts, commit) and 8-byte events."""
+    import struct
+    data = b""
+    for d in deltas:
+        data += struct.pack("<I", 2 | (d << 5)) + struct.pack("<HHI", 7, 0, 0)
+    return struct.pack("<QQ", ts0, len(data)) + data + b"\0" * (4096 - 16 - len(data))
+
+
+class _FakeReader:
+    def __init__(self, pages):
+        from ftracetools.reader import PageLayout
+        self.cpus = sorted({c for c, _ in pages})
+        self.layout = PageLayout("/nonexistent")
+        self.todo = list(pages)
+        self.lost = 0
+
+    def drain_pages(self):
+        out, self.todo = self.todo, []
+        return out
+
+    def note_lost(self, n):
+        self.lost += n
+
+
+def test_feed_merges_cpus_in_time_order():
+    # CPU 0: events at 100 and 150; CPU 1: at 120 and 200.
+    f = st.Feed(_FakeReader([(0, _page(100, [0, 50])), (1, _page(120, [0, 80]))]))
+    assert f.pull() == 2
+    got = f.take(10 ** 9, max_pages=1)      # CPU 0's page; CPU 1's is older than 150
+    assert [(e[0], e[1]) for e in got] == [(100, 0)]
+    assert f.mark == 119
+    got = f.take(160, max_pages=1)
+    assert [(e[0], e[1]) for e in got] == [(120, 1), (150, 0)]
+    assert [e[0] for e in f.take()] == [200] and f.backlog() == 0
 
 
 @pytest.mark.parametrize("argv", [
