@@ -54,7 +54,8 @@ def workload(loops: int) -> float:
 
 def wait_cpu(p: subprocess.Popen) -> float:
     _, status, ru = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
+    p.returncode = (os.waitstatus_to_exitcode(status)
+                    if hasattr(os, "waitstatus_to_exitcode") else status >> 8)
     return ru.ru_utime + ru.ru_stime
 
 
