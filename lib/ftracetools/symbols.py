@@ -167,3 +167,28 @@ class AddrMap:
         n = self.names[i] if i >= 0 and ip - self.addrs[i] <= self.slack else None
         self._cache[ip] = n
         return n
+
+
+def match_all(funcs: List[Tuple[str, str]], patterns: Iterable[str],
+              regex: bool = False) -> Tuple[List[str], List[str]]:
+    """(sorted names matching any pattern, the patterns that matched nothing)."""
+    names: Set[str] = set()
+    empty = []
+    for p in patterns:
+        got = match(funcs, p, regex)
+        if not got:
+            empty.append(p)
+        names.update(got)
+    return sorted(names), empty
+
+
+def filter_text(funcs: List[Tuple[str, str]], names: List[str],
+                by_index_over: int = 200) -> str:
+    """What to write to ``set_ftrace_filter`` to select exactly ``names``:
+    the names themselves, or for many names their positions (5.13+: the
+    kernel matches each name against every function, which is quadratic).
+    Callers should read the filter back and compare (a module loaded in
+    between shifts positions)."""
+    if len(names) <= by_index_over:
+        return "\n".join(names)
+    return " ".join(str(i) for i in filter_indexes(funcs, names))

@@ -20,7 +20,6 @@ Usage: bench_funccount.py [CALLS [ROUNDS]]
 """
 
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -39,9 +38,14 @@ LOOP = ("import os, sys, time\nsys.stdin.readline()\nt = time.perf_counter()\n"
         "print(time.perf_counter() - t, flush=True)\nsys.stdin.read()\n")
 
 
-def children_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
+def finish(p: subprocess.Popen) -> Tuple[str, float]:
+    """Wait for the tool: (its stdout, CPU seconds of it and its children)."""
+    out = p.stdout.read()
+    if p.stderr:
+        p.stderr.read()
+    _, _, ru = os.wait4(p.pid, 0)
+    p.returncode = 0  # reaped here, so that Popen does not wait again
+    return out, ru.ru_utime + ru.ru_stime
 
 
 class Load:
@@ -71,14 +75,12 @@ def wait_line(p: subprocess.Popen, start: str, timeout: float = 600) -> None:
 
 def run_funccount(method: str, func: str, calls: int) -> Tuple[float, float, int]:
     load = Load(calls)
-    cpu0 = children_cpu()
     env = dict(os.environ, FUNCCOUNT_METHOD=method)
     p = subprocess.Popen([sys.executable, TOOL, "--json", "-p", str(load.p.pid), func],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     wait_line(p, "Tracing")
     secs = load.go()
-    out, err = p.communicate(timeout=600)
-    cpu = children_cpu() - cpu0
+    out, cpu = finish(p)
     import json
     got = sum(json.loads(l)["counts"].get(func, 0) for l in out.splitlines() if l)
     return secs, cpu, got
@@ -88,23 +90,21 @@ def run_tracecmd(func: str, calls: int) -> Tuple[float, float, int]:
     load = Load(calls)
     d = tempfile.mkdtemp()
     dat = os.path.join(d, "trace.dat")
-    cpu0 = children_cpu()
-    p = subprocess.Popen(["trace-cmd", "record", "-q", "-p", "function", "-l", func,
+    p = subprocess.Popen(["trace-cmd", "record", "-p", "function", "-l", func,
                           "-P", str(load.p.pid), "-o", dat],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(1)  # trace-cmd prints nothing when ready: give it time to start
-    while True:
+    while True:  # ready once it says so
         line = p.stdout.readline()
-        if not line or "Hit Ctrl^C" in line or "CTRL" in line.upper():
+        if not line or "Hit Ctrl^C" in line:
             break
     secs = load.go()
     p.send_signal(2)
-    p.communicate(timeout=600)
-    rep = subprocess.run(["trace-cmd", "report", "-i", dat], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True)
-    cpu = children_cpu() - cpu0
-    got = sum(1 for l in rep.stdout.splitlines() if (" %s <-" % func) in l or
-              (": %s <-" % func) in l or l.rstrip().endswith(" " + func))
+    _, cpu = finish(p)
+    rep = subprocess.Popen(["trace-cmd", "report", "-i", dat], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True)
+    text, cpu2 = finish(rep)
+    cpu += cpu2
+    got = sum(1 for l in text.splitlines() if (" %s <-" % func) in l)
     shutil.rmtree(d, ignore_errors=True)
     return secs, cpu, got
 

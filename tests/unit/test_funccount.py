@@ -164,14 +164,14 @@ FUNCS = [("vfs_read", ""), ("vfs_write", ""), ("__do_sys_getppid", ""),
 
 
 def test_match_all_globs_regex_modules():
-    names, empty = fc.match_all(FUNCS, ["vfs_*", "*:mod:ext4", "nothing_*"], False)
+    names, empty = symbols.match_all(FUNCS, ["vfs_*", "*:mod:ext4", "nothing_*"], False)
     assert names == ["ext4_file_open", "vfs_read", "vfs_write"] and empty == ["nothing_*"]
-    assert fc.match_all(FUNCS, ["v?s_[rw]*"], False)[0] == ["vfs_read", "vfs_write"]
-    assert fc.match_all(FUNCS, ["^(vfs|tcp)_.*(read|msg)$"], True)[0] == ["tcp_sendmsg",
+    assert symbols.match_all(FUNCS, ["v?s_[rw]*"], False)[0] == ["vfs_read", "vfs_write"]
+    assert symbols.match_all(FUNCS, ["^(vfs|tcp)_.*(read|msg)$"], True)[0] == ["tcp_sendmsg",
                                                                         "vfs_read"]
     # The kernel's placeholders for unplaceable records never match.
-    assert fc.match_all(FUNCS, ["__ftrace*"], False)[0] == []
-    assert fc.match_all(FUNCS, ["*"], False)[0].count("dup") == 1
+    assert symbols.match_all(FUNCS, ["__ftrace*"], False)[0] == []
+    assert symbols.match_all(FUNCS, ["*"], False)[0].count("dup") == 1
 
 
 @pytest.mark.parametrize("pat", ["!vfs_read", "vfs_read:traceoff", "vfs read",
@@ -229,3 +229,8 @@ def test_bad_arguments_exit_2(argv, capsys):
     assert fc.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("funccount: ") and "Traceback" not in err
+
+
+def test_filter_text_names_or_positions():
+    assert symbols.filter_text(FUNCS, ["vfs_read", "dup"]) == "vfs_read\ndup"
+    assert symbols.filter_text(FUNCS, ["vfs_read", "dup"], by_index_over=1) == "1 6 7"
