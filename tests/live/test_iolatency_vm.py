@@ -18,17 +18,26 @@ pytestmark = pytest.mark.skipif(loopdev.have_tools() is not None,
 
 @pytest.mark.needs("hist", "synthetic")
 def test_in_kernel_histogram_matches_streaming():
+    running = []
+
+    def start(*args):
+        # emulated guests are slow to start Python and to allocate tables
+        r = tooling.Running("iolatency", ("-u", "--json") + args)
+        running.append(r)
+        r.wait_live(300)
+        return r
+
     with loopdev.LoopDevice(size_mb=16) as dev:
-        kernel = tooling.start("iolatency", "-u", "--json", "-d", dev.name, "600")
-        assert "in-kernel" in "".join(kernel.err)
-        stream = tooling.start("iolatency", "--stream", "-u", "--json", "-d", dev.name, "600")
         try:
+            kernel = start("-d", dev.name, "600")
+            assert "in-kernel" in "".join(kernel.err)
+            start("--stream", "-d", dev.name, "600")
             before = dev.stat()
             dev.fio("randrw", 2, iodepth=8)
             dev.settle()
             after = dev.stat()
         finally:
-            results = [r.stop(signal.SIGINT) for r in (kernel, stream)]
+            results = [r.stop(signal.SIGINT, timeout=300) for r in running]
         d = loopdev.delta(before, after)
         ios = d["read_ios"] + d["write_ios"]
         assert ios > 50
