@@ -150,3 +150,13 @@ def test_text_output(loop):
     assert lines[0].startswith("  >=(ms) .. <(ms)   : I/O")
     assert any(l.startswith("count ") and " p99 " in l for l in lines)
     assert all(len(l) <= 80 for l in lines)
+
+
+def test_sigterm_ends_with_a_summary(loop):
+    """perf-tools' iolatency ignored SIGTERM; this one ends, prints the
+    last interval and leaves tracefs as found (the autouse fixture)."""
+    r = tooling.start("iolatency", "--json", "-d", loop.name, "60")
+    loop.fio("randread", 0.5)
+    rc, out, err = r.stop(signal.SIGTERM)
+    assert rc == 0, err
+    assert sum(json.loads(l)["count"] for l in out.splitlines()) > 0
