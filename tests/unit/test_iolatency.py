@@ -277,3 +277,40 @@ def test_page_offsets_agrees_with_parse_page():
     reader.page_offsets(page, layout, b)
     assert [e[0] for e in a] == [e[0] for e in b] == [1010, 1030, 1030 + (2 << 27) + 3 + 1]
     assert [bytes(e[3][:64]) for e in a] == [page[off:off + 64] for _, off, _ in b]
+
+
+# -- synthlat.parse_hist (the in-kernel path's reader) -----------------------------
+
+HIST = """# event histogram
+#
+# trigger info: hist:keys=dev,lat:vals=hitcount:sort=hitcount:size=16384 [active]
+#
+
+{ dev:    7340032, lat:         45 } hitcount:          3
+{ dev:    7340032, lat:        130 } hitcount:         12
+
+Totals:
+    Hits: 15
+    Entries: 2
+    Dropped: 0
+
+# event histogram
+#
+# trigger info: hist:keys=dev:vals=hitcount:sort=hitcount:size=2048 if dev == 7340032 [active]
+#
+
+{ dev:    7340032 } hitcount:         16
+
+Totals:
+    Hits: 16
+    Entries: 1
+    Dropped: 4
+"""
+
+
+def test_parse_hist_sections():
+    from ftracetools.synthlat import parse_hist
+    (a, ta), (b, tb) = parse_hist(HIST)
+    assert a == {"dev=7340032,lat=45": {"hitcount": 3}, "dev=7340032,lat=130": {"hitcount": 12}}
+    assert ta == {"Hits": 15, "Entries": 2, "Dropped": 0}
+    assert b == {"dev=7340032": {"hitcount": 16}} and tb["Dropped"] == 4
