@@ -63,6 +63,13 @@ class Running:
     def wait_live(self, timeout: float = 30) -> None:
         if not self.live.wait(timeout * SCALE) or self.proc.poll() is not None \
                 and not any(l.startswith("Tracing") for l in self.err):
+            if self.proc.poll() is None:  # never leave it running
+                self.proc.send_signal(signal.SIGINT)
+                try:
+                    self.proc.wait(10 * SCALE)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
             raise AssertionError("tool did not start tracing: rc=%s stderr=%s"
                                  % (self.proc.poll(), "".join(self.err)))
 

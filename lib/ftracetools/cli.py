@@ -131,6 +131,8 @@ class Targets:
             procs.threads(self.pid)  # exists now, or a clear error
         if self.tid is not None:
             procs.check_tid(self.tid)
+        if self.cmdline is not None:
+            procs.parse_command(self.cmdline)
 
     @property
     def filtered(self) -> bool:

@@ -68,6 +68,20 @@ def tgid(tid: int) -> Optional[int]:
     return None
 
 
+def parse_command(cmdline: str) -> List[str]:
+    """Split a command line like a shell would (no shell ever runs it) and
+    check that its program exists: before anything touches tracefs."""
+    try:
+        argv = shlex.split(cmdline)
+    except ValueError as e:
+        raise UsageError("bad command %r: %s" % (cmdline, e)) from None
+    if not argv:
+        raise UsageError("empty command")
+    if shutil.which(argv[0]) is None:
+        raise UsageError("command not found: %s" % argv[0])
+    return argv
+
+
 class Command:
     """A command started stopped, so tracing can be armed before it runs.
 
@@ -77,15 +91,8 @@ class Command:
     """
 
     def __init__(self, cmdline: str) -> None:
-        try:
-            argv = shlex.split(cmdline)
-        except ValueError as e:
-            raise UsageError("bad command %r: %s" % (cmdline, e)) from None
-        if not argv:
-            raise UsageError("empty command")
-        path = shutil.which(argv[0])
-        if path is None:
-            raise UsageError("command not found: %s" % argv[0])
+        argv = parse_command(cmdline)
+        path = shutil.which(argv[0]) or argv[0]
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: wait for go, then exec; never return

@@ -238,7 +238,7 @@ def test_text_summary_and_intervals(workload):
     rc, out, err = t.stop()
     assert rc == 0, err
     lines = out.splitlines()
-    heads = [l for l in lines if l.startswith("  PID") or l.startswith("PID")]
+    heads = [l for l in lines if l.split()[:1] == ["PID"]]
     assert heads and heads[0].split() == ["PID", "FAULTS", "USER", "KERNEL", "READ",
                                           "WRITE", "EXEC", "PROT", "COMM"]
     assert all(len(l) <= 80 for l in lines)
