@@ -102,15 +102,21 @@ def read_opt(path: str) -> Optional[str]:
 
 
 def write(path: str, value: str, append: bool = False) -> None:
-    """Write one value to a control file (one write() call, as echo does)."""
+    """Write one value to a control file (as echo does: one write() call,
+    repeated for the rest after a short write)."""
     flags = os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC)
     fd = os.open(path, flags)
     try:
         data = value.encode()
         if not data:
             data = b"\n" if not append else b""
-        if data:
-            os.write(fd, data)
+        while data:
+            # set_ftrace_filter and friends take one word per write() and
+            # return a short count: write the rest, as echo does.
+            n = os.write(fd, data)
+            if n <= 0:
+                break
+            data = data[n:]
     finally:
         os.close(fd)
 
