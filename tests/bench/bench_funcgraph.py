@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Benchmark: funcgraph beside perf-tools' funcgraph and trace-cmd.
+
+Needs a kernel with function_graph (run it in the QEMU guests:
+``tests/vm/runvm.py --guest-cmd 'python3 tests/bench/bench_funcgraph.py'``
+or by hand with vng). The workload calls the getppid syscall body N times as
+fast as it can; each call is four function_graph records (entry and exit of
+the syscall body and of its one callee). For each tool, in interleaved
+rounds: the records it delivered (calls seen x 4) per second of workload,
+whether it saw every call (no loss), and the tool's CPU time (user+system,
+the whole process tree, from wait4) per record. Prints medians.
+
+Under software emulation absolute figures are 10-50x off, and the host is
+shared with other developers' test runs: compare the tools with each other,
+not with other machines.
+
+Usage: bench_funcgraph.py [-n CALLS] [-r ROUNDS]
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "lib"))
+
+WORKLOAD = r"""
+import os, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+signal.sigwait([signal.SIGUSR1])
+for _ in range(int(sys.argv[1])):
+    os.getppid()
+"""
+
+
+def getppid_function(root: str) -> str:
+    with open(os.path.join(root, "available_filter_functions")) as f:
+        have = {l.split()[0] for l in f if "sys_getppid" in l}
+    for n in ("__do_sys_getppid", "__se_sys_getppid", "__x64_sys_getppid"):
+        if n in have:
+            return n
+    raise SystemExit("no traceable getppid body")
+
+
+def _wait_ready(path: str, proc: subprocess.Popen, pattern: str, timeout: float) -> None:
+    end = time.time() + timeout
+    while time.time() < end and proc.poll() is None:
+        with open(path, errors="replace") as f:
+            if pattern in f.read():
+                return
+        time.sleep(0.2)
+    time.sleep(2)  # tools without a banner: give them time to arm
+
+
+def one(tool: str, func: str, n: int, tmp: str):
+    w = subprocess.Popen([sys.executable, "-c", WORKLOAD, str(n)])
+    out, err = os.path.join(tmp, tool + ".out"), os.path.join(tmp, tool + ".err")
+    if tool == "funcgraph":
+        cmd = [sys.executable, os.path.join(REPO, "bin", "funcgraph"), "-p", str(w.pid), func]
+        ready = "Tracing"
+    elif tool == "perf-tools":
+        cmd = ["funcgraph-perf", "-p", str(w.pid), func]
+        ready = "Ctrl-C to end"
+    else:
+        cmd = ["trace-cmd", "record", "-p", "function_graph", "-g", func,
+               "-P", str(w.pid), "-o", os.path.join(tmp, "t.dat")]
+        ready = "Hit Ctrl^C"
+    with open(out, "w") as fo, open(err, "w") as fe:
+        p = subprocess.Popen(cmd, stdout=fo, stderr=fe, start_new_session=True)
+    _wait_ready(err if tool != "trace-cmd" else out, p, ready, 900)
+    _wait_ready(out, p, ready, 0) if tool == "trace-cmd" else None
+    t0 = time.time()
+    os.kill(w.pid, signal.SIGUSR1)
+    w.wait()
+    wall = time.time() - t0
+    time.sleep(1)
+    if p.poll() is None:
+        os.killpg(p.pid, signal.SIGINT)
+    _, status, ru = os.wait4(p.pid, 0)
+    cpu = ru.ru_utime + ru.ru_stime
+    if tool == "trace-cmd":
+        rep = subprocess.run(["trace-cmd", "report", "-i", os.path.join(tmp, "t.dat")],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        text = rep.stdout
+    else:
+        with open(out, errors="replace") as f:
+            text = f.read()
+    seen = len(re.findall(r"\|  %s\(\)( \{|;)" % re.escape(func), text))
+    with open(err, errors="replace") as f:
+        lost = "lost" in f.read().lower() or "LOST" in text
+    return seen, wall, cpu, lost
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-n", type=int, default=20000)
+    ap.add_argument("-r", type=int, default=3)
+    a = ap.parse_args()
+    from ftracetools.features import Features
+    f = Features()
+    why = f.why_not("function_graph")
+    if why:
+        print("bench_funcgraph: cannot run here: " + why)
+        return 77
+    func = getppid_function(f.root)
+    if not os.path.isdir("/sys/kernel/debug/tracing"):
+        subprocess.run(["mount", "-t", "debugfs", "nodev", "/sys/kernel/debug"])
+    tools = ["funcgraph", "perf-tools", "trace-cmd"]
+    tools = [t for t in tools if t == "funcgraph" or shutil.which(
+        "funcgraph-perf" if t == "perf-tools" else "trace-cmd")]
+    res = {t: [] for t in tools}
+    tmp = tempfile.mkdtemp()
+    for r in range(a.r):
+        for t in tools:
+            res[t].append(one(t, func, a.n, tmp))
+            print("round %d %-10s seen %d/%d wall %.2fs cpu %.2fs lost %s"
+                  % (r, t, *res[t][-1][:1], a.n, *res[t][-1][1:]), file=sys.stderr)
+    print("%d calls of %s, 4 records each, %d rounds, medians (kernel %s)"
+          % (a.n, func, a.r, os.uname().release))
+    print("%-11s %9s %12s %13s %6s" % ("TOOL", "SEEN", "RECORDS/S", "CPU/RECORD", "LOSS"))
+    for t in tools:
+        seen = statistics.median(x[0] for x in res[t])
+        rate = statistics.median(x[0] * 4 / x[1] for x in res[t])
+        cpu = statistics.median(x[2] / max(1, x[0] * 4) for x in res[t])
+        loss = sum(1 for x in res[t] if x[3] or x[0] < a.n)
+        print("%-11s %9d %12.0f %10.1f us %3d/%d" % (t, seen, rate, cpu * 1e6, loss, a.r))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
