@@ -42,6 +42,7 @@ def pingpong(n: int) -> None:
     end_r, end_w = os.pipe()
     pid = os.fork()
     if pid == 0:
+        os.close(end_w)     # or the final read never sees EOF
         for _ in range(n):
             os.read(a_r, 1)
             os.write(b_w, b"y")
