@@ -132,9 +132,22 @@ def test_percentiles_fall_in_their_buckets(loop):
 
 
 def test_lost_events_are_reported(loop):
-    """A tiny buffer overflows: the loss is counted and explained."""
-    objs, d, err = _traced(loop, ["-b", "8", "-d", loop.name],
-                           lambda: loop.fio("randrw", 2, iodepth=32))
+    """A tiny buffer overflows while the tool is stopped (SIGSTOP): the
+    loss is counted and explained."""
+    r = tooling.start("iolatency", "--json", "-b", "8", "-d", loop.name)
+    try:
+        before = loop.stat()
+        r.proc.send_signal(signal.SIGSTOP)
+        try:
+            loop.fio("randrw", 1, iodepth=32)
+        finally:
+            r.proc.send_signal(signal.SIGCONT)
+        loop.settle()
+        d = loopdev.delta(before, loop.stat())
+    finally:
+        rc, out, err = r.stop(signal.SIGINT)
+    assert rc == 0, err
+    objs = [json.loads(l) for l in out.splitlines()]
     lost = _sum(objs, "lost")
     assert lost > 0
     assert "-b" in err and "lost" in err
