@@ -34,6 +34,9 @@ if sys.argv[2] == "wait":
     signal.sigwait([signal.SIGUSR1])
 for _ in range(n):
     os.getppid()
+if sys.argv[2] == "wait":   # stay alive: an exit's teardown is no part of the test
+    print("done", flush=True)
+    signal.sigwait([signal.SIGUSR1])
 """
 
 
@@ -55,12 +58,18 @@ def getppid_function() -> str:
 def traced(*args: str, n: int = N):
     """Run funcgraph -p on a workload that calls getppid() n times once
     tracing is live; returns (rc, stdout, stderr)."""
-    w = subprocess.Popen([sys.executable, "-c", WORKLOAD, str(n), "wait"])
+    w = subprocess.Popen([sys.executable, "-c", WORKLOAD, str(n), "wait"],
+                         stdout=subprocess.PIPE, text=True)
     try:
         t = tooling.start("funcgraph", "-p", str(w.pid), *args, timeout=600)
         os.kill(w.pid, signal.SIGUSR1)
+        assert w.stdout.readline() == "done\n"
+        # every record of the loop is in the buffer now: funcgraph's last
+        # read, after SIGINT, takes in what it has not read yet
+        res = t.stop(signal.SIGINT, timeout=600)
+        os.kill(w.pid, signal.SIGUSR1)
         assert w.wait(120 * tooling.SCALE) == 0
-        return t.wait(600)   # ends by itself when the workload ends
+        return res
     finally:
         if w.poll() is None:
             w.kill()
