@@ -28,13 +28,17 @@ Usage:
     --timeout SEC       per boot, boot included (default 1200, env
                         FTRACETOOLS_VM_TIMEOUT); past it the qemu process
                         group is killed and the kernel counts as failed
+    --test-timeout SEC  per test (each of setup, call, teardown) in the guest
+                        (default 300, env FTRACETOOLS_VM_TEST_TIMEOUT; 0: none):
+                        the test fails and the run goes on (tests/vm/vmprogress.py)
     --guest-cmd CMD     run CMD in the guest instead of pytest (debugging;
                         the kernel passes when CMD exits 0)
     --cold-tracefs      leave the guest's top-level trace buffer unallocated
                         (by default the guest writes 0 to events/enable first,
                         allocating it as any first use of tracing does; see
                         guest_script)
-    --verbose           pass -v to vng (kernel console)
+    --verbose           also print the guest's boot messages (they always go
+                        to RWDIR/console-KERNEL.log)
 
 Exit status:
     0   every kernel booted, ran at least one test, and no test failed
@@ -70,6 +74,9 @@ EXIT_USAGE = 2
 EXIT_SKIPPED = 77
 
 DEFAULT_TIMEOUT = 1200
+DEFAULT_TEST_TIMEOUT = 300
+KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\]")
+KERNEL_TROUBLE = re.compile(r"(WARNING:|BUG:|\bBUG\b at|Oops|[Pp]anic|PANIC|Call Trace:|RIP:|ftrace failed|ftrace faulted)")
 UP_MARK = "FTT-VM-GUEST-UP"
 
 FEATURES_SCRIPT = r"""
@@ -156,6 +163,7 @@ class Boot:
         self.total_s = 0.0
         self.guest_rc: Optional[int] = None    # written by the guest itself
         self.console: List[str] = []
+        self.up_at = 0                         # console index of the guest's first line
 
     @property
     def run_s(self) -> Optional[float]:
@@ -185,7 +193,11 @@ def guest_script(args: argparse.Namespace, rel: str, extra: List[str]) -> str:
         # (-p no:benchmark, it mkdirs .benchmarks at start-up), Hypothesis's
         # example database in the results directory.
         "export PYTHONDONTWRITEBYTECODE=1",
+        "export PYTHONUNBUFFERED=1",
         "export HYPOTHESIS_STORAGE_DIRECTORY=%s" % q(os.path.join(rw, ".hypothesis")),
+        # tests/vm/vmprogress.py: progress log and per-test time limit.
+        "export FTT_VM_PROGRESS=%s" % q(os.path.join(rw, "progress-%s.tsv" % rel)),
+        "export FTT_VM_TEST_TIMEOUT=%d" % args.test_timeout,
     ]
     if args.guest_cmd is not None:
         lines.append(args.guest_cmd)
@@ -193,7 +205,8 @@ def guest_script(args: argparse.Namespace, rel: str, extra: List[str]) -> str:
         lines.append("PYTHONPATH=%s %s -c %s > %s 2>&1" % (
             q(os.path.join(REPO, "lib")), q(py), q(FEATURES_SCRIPT),
             q(os.path.join(rw, "features-%s.txt" % rel))))
-        cmd = [py, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:benchmark", "-rfEs",
+        cmd = ["env", "PYTHONPATH=" + HERE, py, "-m", "pytest", "-p", "vmprogress",
+               "-p", "no:cacheprovider", "-p", "no:benchmark", "-rfEs",
                "-v", "--junitxml=" + os.path.join(rw, "junit-%s.xml" % rel)]
         cmd += args.paths
         if args.marker:
@@ -224,16 +237,21 @@ def _kill_group(proc: "subprocess.Popen[bytes]") -> None:
 def boot(kernel: str, args: argparse.Namespace, extra: List[str]) -> Boot:
     b = Boot(kernel)
     rel = b.release
-    for name in ("junit-%s.xml", "rc-%s", "features-%s.txt"):
+    for name in ("junit-%s.xml", "rc-%s", "features-%s.txt", "progress-%s.tsv", "guest-%s.sh"):
         try:
             os.unlink(os.path.join(args.rwdir, name % rel))
         except FileNotFoundError:
             pass
+    # vng passes --exec on the kernel command line (2048 bytes on x86; the
+    # 6.1 kernel panics at boot in __fortify_strlen when it is too long), so
+    # the guest gets a short command that runs a script from the results
+    # directory, which it sees at the same path.
+    script = os.path.join(args.rwdir, "guest-%s.sh" % rel)
+    with open(script, "w") as f:
+        f.write(guest_script(args, rel, extra) + "\n")
     cmd = [find_vng() or "vng", "-r", kernel, "--memory", "2G", "--cpus", "2",
-           "--disable-kvm", "--rwdir", args.rwdir,
-           "--exec", guest_script(args, rel, extra)]
-    if args.verbose:
-        cmd.insert(1, "-v")
+           "--disable-kvm", "--rwdir", args.rwdir, "--verbose",
+           "--exec", "sh " + shlex.quote(script)]
     logf = open(os.path.join(args.rwdir, "console-%s.log" % rel), "w")
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -244,13 +262,18 @@ def boot(kernel: str, args: argparse.Namespace, extra: List[str]) -> Boot:
         assert proc.stdout is not None
         for raw in iter(proc.stdout.readline, b""):
             line = raw.decode(errors="replace").rstrip("\r\n")
-            if b.boot_s is None and line.strip() == UP_MARK:
-                b.boot_s = time.monotonic() - t0
-                log("[%s] guest up after %.1f s" % (b.short, b.boot_s))
-                continue
-            b.console.append(line)
             logf.write(line + "\n")
             logf.flush()
+            b.console.append(line)
+            if b.boot_s is None:
+                if UP_MARK in line:
+                    b.boot_s = time.monotonic() - t0
+                    b.up_at = len(b.console)
+                    log("[%s] guest up after %.1f s" % (b.short, b.boot_s))
+                elif args.verbose:
+                    log("[%s] %s" % (b.short, line))
+                continue
+            # After boot: the tests' output, and kernel messages they caused.
             log("[%s] %s" % (b.short, line))
 
     reader = threading.Thread(target=pump, daemon=True)
@@ -316,6 +339,61 @@ def fmt_s(v: Optional[float]) -> str:
     return "?" if v is None else "%.1f s" % v
 
 
+class Progress:
+    """What tests/vm/vmprogress.py logged: survives a hung or dead guest."""
+
+    def __init__(self) -> None:
+        self.started: List[str] = []
+        self.outcome: Dict[str, Tuple[str, str]] = {}   # nodeid -> (outcome, message)
+        self.duration: Dict[str, float] = {}
+
+
+def parse_progress(path: str) -> Optional[Progress]:
+    try:
+        with open(path, errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    p = Progress()
+    for line in lines:
+        f = line.split("\t")
+        if f[0] == "start" and len(f) >= 2:
+            p.started.append(f[1])
+        elif f[0] == "report" and len(f) >= 5:
+            nodeid, when, outcome = f[1], f[2], f[3]
+            msg = f[5] if len(f) > 5 else ""
+            try:
+                p.duration[nodeid] = p.duration.get(nodeid, 0.0) + float(f[4])
+            except ValueError:
+                pass
+            prev = p.outcome.get(nodeid)
+            if outcome == "failed":
+                if prev is None or prev[0] != "failed":
+                    p.outcome[nodeid] = ("failed", ("%s: " % when if when != "call" else "") + msg)
+            elif outcome == "skipped":
+                if prev is None:
+                    p.outcome[nodeid] = ("skipped", msg)
+            elif prev is None and when == "call":
+                p.outcome[nodeid] = ("passed", "")
+    return p
+
+
+def results_from_progress(p: Progress) -> Results:
+    r = Results()
+    for nodeid in p.started:
+        if nodeid not in p.outcome:
+            continue
+        r.tests += 1
+        outcome, msg = p.outcome[nodeid]
+        if outcome == "failed":
+            r.failed.append((nodeid, msg))
+        elif outcome == "skipped":
+            r.skipped.append((nodeid, msg))
+        else:
+            r.passed += 1
+    return r
+
+
 def report(b: Boot, args: argparse.Namespace) -> bool:
     """Print this kernel's report; True when it passed."""
     rel = b.release
@@ -330,20 +408,24 @@ def report(b: Boot, args: argparse.Namespace) -> bool:
     except OSError:
         pass
     problems: List[str] = []
+    panicked = any(re.search(r"Kernel panic|PANIC:|kernel BUG at", ln) for ln in b.console)
+    if panicked:
+        problems.append("guest kernel panicked (see the console lines below)")
     if b.timed_out:
-        problems.append("guest hung: killed after the %d s timeout" % args.timeout)
+        problems.append("guest hung %s: killed after the %d s timeout" % (
+            "while booting" if b.boot_s is None else "running the tests", args.timeout))
     elif b.boot_s is None:
-        problems.append("guest never started the test command (boot failed?) "
+        problems.append("guest never started the test command (boot failed?); "
                         "vng exit status %s" % b.status)
     elif b.guest_rc is None:
         problems.append("guest died before the test command finished "
                         "(vng exit status %s)" % b.status)
-    ok = True
     if args.guest_cmd is not None:
         if b.guest_rc not in (None, 0):
             problems.append("guest command exited %d" % b.guest_rc)
     else:
         xml = os.path.join(args.rwdir, "junit-%s.xml" % rel)
+        prog = parse_progress(os.path.join(args.rwdir, "progress-%s.tsv" % rel))
         res: Optional[Results] = None
         if not os.path.exists(xml):
             problems.append("no JUnit XML came back (%s)" % xml)
@@ -352,24 +434,48 @@ def report(b: Boot, args: argparse.Namespace) -> bool:
                 res = parse_junit(xml)
             except (ET.ParseError, OSError) as e:
                 problems.append("unreadable JUnit XML %s: %s" % (xml, e))
+        partial = res is None and prog is not None
+        if partial and prog is not None:
+            res = results_from_progress(prog)
+            running = [n for n in prog.started if n not in prog.outcome]
+            log("  (from the progress log: the run did not finish)")
+            for n in running:
+                log("    RUNNING when it ended: %s" % n)
         if res is not None:
-            log("  tests: %d ran, %d passed, %d failed, %d skipped" % (
-                res.tests, res.passed, len(res.failed), len(res.skipped)))
+            log("  tests: %d ran, %d passed, %d failed, %d skipped%s" % (
+                res.tests, res.passed, len(res.failed), len(res.skipped),
+                " (incomplete)" if partial else ""))
             for name, why in res.skipped:
                 log("    SKIP %s: %s" % (name, why))
             for name, why in res.failed:
                 log("    FAIL %s: %s" % (name, why))
             if res.failed:
                 problems.append("%d test(s) failed" % len(res.failed))
-            if res.tests == 0:
+            if res.tests == 0 and not partial:
                 problems.append("no test ran in the guest")
             if b.guest_rc not in (None, 0, 5) and not res.failed:
                 problems.append("pytest exited %d" % b.guest_rc)
-    if problems:
-        ok = False
+        if prog is not None and prog.duration:
+            slow = sorted(prog.duration.items(), key=lambda kv: -kv[1])[:5]
+            log("  slowest: " + ", ".join("%s %.0f s" % (n.split("::", 1)[-1], d) for n, d in slow))
+    trouble = [ln for ln in b.console[b.up_at:] if KERNEL_TROUBLE.search(ln)]
+    if b.boot_s is None:
+        trouble = []   # boot messages: shown below with the last console lines
+    if trouble:
+        log("  kernel messages to look at (full log: console-%s.log):" % rel)
+        for ln in trouble[:10]:
+            log("    | " + ln)
+    ok = not problems
+    if not ok:
         if b.console and (b.timed_out or b.guest_rc is None):
-            log("  last guest output:")
-            for line in b.console[-15:]:
+            show = b.console[-25:]
+            where = "last console lines"
+            for i, ln in enumerate(b.console):
+                if re.search(r"cut here|Kernel panic|PANIC:|kernel BUG at", ln):
+                    show, where = b.console[max(0, i - 5):i + 30], "console at the panic"
+                    break
+            log("  %s (full log: %s):" % (where, os.path.join(args.rwdir, "console-%s.log" % rel)))
+            for line in show:
                 log("    | " + line)
         for p in problems:
             log("  FAILED: " + p)
@@ -391,6 +497,10 @@ def parse_args(argv: List[str]) -> Tuple[argparse.Namespace, List[str]]:
     ap.add_argument("--timeout", type=int,
                     default=int(os.environ.get("FTRACETOOLS_VM_TIMEOUT") or DEFAULT_TIMEOUT),
                     help="seconds per boot (default %d)" % DEFAULT_TIMEOUT)
+    ap.add_argument("--test-timeout", type=int,
+                    default=int(os.environ.get("FTRACETOOLS_VM_TEST_TIMEOUT") or DEFAULT_TEST_TIMEOUT),
+                    help="seconds per test phase in the guest, 0 for none (default %d)"
+                    % DEFAULT_TEST_TIMEOUT)
     ap.add_argument("--guest-cmd", help="run this shell command in the guest instead of pytest")
     ap.add_argument("--cold-tracefs", action="store_true",
                     help="do not allocate the top-level trace buffer before the tests")
