@@ -138,6 +138,8 @@ def main(argv: List[str]) -> int:
                 print("%s: %s" % (p, e), file=sys.stderr)
                 continue
             res[p].append(r)
+            print("  %s: %.2f s, tool CPU %.2f s, counted %d" % ((p,) + r),
+                  file=sys.stderr, flush=True)
     base = statistics.median(s for s, _, _ in res["none"])
     print("%s, %d calls of %s, median of %d interleaved rounds (%s)"
           % (os.uname().release, calls, func, rounds,
