@@ -87,16 +87,21 @@ def run_funccount(method: str, func: str, calls: int) -> Tuple[float, float, int
 
 
 def run_tracecmd(func: str, calls: int) -> Tuple[float, float, int]:
+    from ftracetools.features import Features
     load = Load(calls)
     d = tempfile.mkdtemp()
     dat = os.path.join(d, "trace.dat")
     p = subprocess.Popen(["trace-cmd", "record", "-p", "function", "-l", func,
                           "-P", str(load.p.pid), "-o", dat],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    while True:  # ready once it says so
-        line = p.stdout.readline()
-        if not line or "Hit Ctrl^C" in line:
-            break
+    # Its "Hit Ctrl^C" line sits in stdio's buffer while stdout is a pipe:
+    # wait for the instance of tracefs it sets up instead (top level: the
+    # tracer), then a little more.
+    cur = os.path.join(Features().root, "current_tracer")
+    end = time.monotonic() + 600
+    while time.monotonic() < end and open(cur).read().strip() != "function":
+        time.sleep(0.2)
+    time.sleep(2)
     secs = load.go()
     p.send_signal(2)
     _, cpu = finish(p)
