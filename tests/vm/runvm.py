@@ -471,8 +471,8 @@ def report(b: Boot, args: argparse.Namespace) -> bool:
             show = b.console[-25:]
             where = "last console lines"
             for i, ln in enumerate(b.console):
-                if re.search(r"cut here|Kernel panic|PANIC:|kernel BUG at", ln):
-                    show, where = b.console[max(0, i - 5):i + 30], "console at the panic"
+                if re.search(r"cut here|Oops|BUG:|Kernel panic|PANIC:|kernel BUG at", ln):
+                    show, where = b.console[max(0, i - 3):i + 40], "console at the panic"
                     break
             log("  %s (full log: %s):" % (where, os.path.join(args.rwdir, "console-%s.log" % rel)))
             for line in show:

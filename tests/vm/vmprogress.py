@@ -9,11 +9,15 @@
 - Per-test time limit: ``FTT_VM_TEST_TIMEOUT`` seconds (0: none) for each of
   setup, call and teardown, enforced with SIGALRM: the phase fails with a
   clear message and the run goes on with the next test (its clean-up code
-  still runs), instead of the whole boot hanging until runvm.py's timeout.
+  still runs), instead of the whole boot hanging until runvm.py's timeout;
+  60 s later, if the main thread is still stuck, pytest is ended with every
+  thread's stack dumped (faulthandler).
 """
 
+import faulthandler
 import os
 import signal
+import threading
 from typing import Any, Generator, Optional, TextIO
 
 import pytest
@@ -57,6 +61,9 @@ def pytest_runtest_logreport(report: Any) -> None:
             text = str(report.longrepr[2])
         lines = [ln for ln in text.splitlines() if ln.strip()]
         first = lines[-1] if report.failed and lines else (lines[0] if lines else "")
+        crash = getattr(report.longrepr, "reprcrash", None)
+        if report.failed and crash is not None and getattr(crash, "message", ""):
+            first = "%s (%s:%s)" % (crash.message.splitlines()[0], crash.path, crash.lineno)
     _emit("report", report.nodeid, report.when, report.outcome,
           "%.1f" % report.duration, first[:300])
 
@@ -69,10 +76,21 @@ def _limit() -> int:
 
 
 class _Alarm:
+    """Fail the phase after FTT_VM_TEST_TIMEOUT seconds.
+
+    A timer thread sends SIGALRM to the main thread itself (a process-wide
+    alarm may land on another thread and leave the main thread blocked in
+    a system call), and the handler raises ``Failed`` there. If even that
+    does not get through within another 60 s, faulthandler dumps every
+    thread's stack to the console and ends pytest, so the guest does not
+    sit until runvm.py's boot timeout (the progress log names the test).
+    """
+
     def __init__(self, what: str) -> None:
         self.what = what
         self.secs = _limit()
         self.old: Any = None
+        self.timer: Optional[threading.Timer] = None
 
     def _fire(self, signum: int, frame: Any) -> None:
         pytest.fail("%s exceeded the VM per-test limit of %d s (FTT_VM_TEST_TIMEOUT)"
@@ -81,12 +99,19 @@ class _Alarm:
     def __enter__(self) -> "_Alarm":
         if self.secs > 0:
             self.old = signal.signal(signal.SIGALRM, self._fire)
-            signal.alarm(self.secs)
+            main = threading.main_thread().ident
+            assert main is not None
+            self.timer = threading.Timer(self.secs, signal.pthread_kill, (main, signal.SIGALRM))
+            self.timer.daemon = True
+            self.timer.start()
+            faulthandler.dump_traceback_later(self.secs + 60, exit=True)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.secs > 0:
-            signal.alarm(0)
+            faulthandler.cancel_dump_traceback_later()
+            if self.timer is not None:
+                self.timer.cancel()
             signal.signal(signal.SIGALRM, self.old)
 
 
