@@ -139,6 +139,8 @@ def cannot_run(kernels: List[str], missing: List[str]) -> Optional[str]:
     if missing:
         return "no %s kernel in /boot (run tests/vm/install.sh as root)" % " or ".join(missing)
     for k in kernels:
+        if not os.path.isfile(k):
+            return "no kernel image %s" % k
         if not os.access(k, os.R_OK):
             return "cannot read %s (run as root)" % k
     return None
