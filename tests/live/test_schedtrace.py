@@ -132,6 +132,14 @@ def traced(*args: str) -> Tuple[Workload, Dict[int, Dict[str, int]], str, str]:
         w.close()
 
 
+def unrecorded(err: str) -> int:
+    """Switch-ins the tool says the kernel did not record (the 6.18
+    development host now and then records no idle -> task switch that
+    schedstat counts; the tool sees the task's switch-out and says so)."""
+    m = re.search(r"note: (\d+) switch-ins? of traced tasks not recorded", err)
+    return int(m.group(1)) if m else 0
+
+
 def close(ours: int, kernel: int, slices: int) -> bool:
     return abs(ours - kernel) <= RUN_TOL * kernel + RUN_TOL_PER_SLICE_NS * slices
 
@@ -150,6 +158,7 @@ def test_summary_matches_proc_accounting() -> None:
         assert t["involuntary"] == k["involuntary"], (pid, t, k)
         assert t["switches"] == k["voluntary"] + k["involuntary"]
         assert t["runs"] == k["runs"], (pid, t, k)
+        assert t["unrecorded"] <= t["runs"]
         assert close(t["run_ns"], k["run_ns"], k["runs"]), (pid, t, k)
         assert close(t["wait_ns"], k["wait_ns"], k["runs"]), (pid, t, k)
         assert t["max_wait_ns"] <= t["wait_ns"]
@@ -177,7 +186,10 @@ def test_event_lines_match_proc_switch_counts() -> None:
     for pid, k in delta.items():
         assert vol[pid] == k["voluntary"], (pid, vol, k)
         assert invol[pid] == k["involuntary"], (pid, invol, k)
-        assert ins[pid] == k["runs"], (pid, ins, k)
+        assert ins[pid] <= k["runs"], (pid, ins, k)
+    # every run either has its switch-in line or is one the tool reported
+    assert sum(ins.values()) + unrecorded(err) == sum(k["runs"] for k in delta.values()), \
+        (ins, delta, err)
 
 
 def test_histogram_counts_every_wait() -> None:
@@ -186,10 +198,14 @@ def test_histogram_counts_every_wait() -> None:
     assert len(rows) == 1, out
     h = {e["pid"]: e for e in rows[0]["hists"]}
     for pid, k in delta.items():
-        # Every switch-in follows a wakeup or a preemption in the window.
-        assert h[pid]["count"] == k["runs"], (pid, h[pid]["count"], k)
-        assert sum(b["count"] for b in h[pid]["buckets"]) == k["runs"]
+        # Every switch-in follows a wakeup or a preemption in the window;
+        # a run whose switch-in the kernel did not record has no wait.
+        assert h[pid]["count"] <= k["runs"], (pid, h[pid]["count"], k)
+        assert sum(b["count"] for b in h[pid]["buckets"]) == h[pid]["count"]
         assert h[pid]["total"] * 1000 <= k["wait_ns"] + 1000 * k["runs"]
+    assert sum(e["count"] for e in h.values()) + rows[0]["unrecorded"] == \
+        sum(k["runs"] for k in delta.values()), (rows[0], delta)
+    assert unrecorded(err) == rows[0]["unrecorded"], err
 
 
 def _spin_pinned(cpu: int) -> subprocess.Popen:
