@@ -166,6 +166,16 @@ def test_stale_child_is_not_adopted():
     assert [(r.func, [k.func for k in r.kids]) for r in roots] == [("old", []), ("f", [])]
 
 
+def test_late_exit_record_keeps_its_children():
+    """An interrupt between the kernel's return time and the exit record
+    (50 us under QEMU) must not cut the children off: the record's own
+    calltime nests them (seen on 6.1 in the VM tier)."""
+    g, _, roots = _graph(text=False)
+    g.exit(12000, 0, 1, "g", 1, 2000, 10000)        # g: 10.0 .. 12.0 us
+    g.exit(70000, 0, 1, "f", 0, 5000, 9000)         # f: 9 .. 14 us, recorded at 70
+    assert [(r.func, [k.func for k in r.kids]) for r in roots] == [("f", ["g"])]
+
+
 def test_instance_path_rebases_depth_and_filters():
     g, lines, roots = _graph(wanted={"f"})
     _feed(g, [("e", 1, 0, 1, "do_syscall_64", 0),
