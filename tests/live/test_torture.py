@@ -60,7 +60,7 @@ def spawn(tool, args, slow=0.0):
 
 def ended_within(p, seconds):
     try:
-        p.wait(seconds * tooling.SCALE)
+        p.wait(seconds * tooling.END_SCALE)
         return True
     except subprocess.TimeoutExpired:
         p.kill()
@@ -97,8 +97,8 @@ def test_signal_matrix(tool, phase, tracefs_root):
         t0 = time.monotonic()
         if p.poll() is None:
             p.send_signal(sig)
-        assert ended_within(p, 1.0), \
-            "%s did not end within 1 s of signal %d during %s" % (tool, sig, phase)
+        assert ended_within(p, 1.0), "%s did not end within %g s of signal %d during %s" % (
+            tool, tooling.END_SCALE, sig, phase)
         if phase == "streaming":
             rc, out, err = r.wait(5)
         else:
