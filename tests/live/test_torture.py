@@ -115,7 +115,7 @@ def test_pipe_closed_by_head(tool, tracefs_root):
     try:
         p = subprocess.run("%s | head -1" % " ".join(tooling.argv(tool, *TOOLS[tool][0])),
                            shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, timeout=30 * tooling.SCALE)
+                           text=True, timeout=30 * tooling.END_SCALE)
     finally:
         load.kill()
         load.wait()
