@@ -16,10 +16,12 @@ from typing import List, Optional
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 SCALE = float(os.environ.get("FTT_TIME_SCALE", "1"))
-# "Ends within 1 s of a signal" on real hardware; under QEMU's software
-# emulation (the VM tier sets this) undoing function tracing re-patches
-# every kernel function and takes seconds.
-END_SCALE = float(os.environ.get("FTT_END_SCALE", "0")) or SCALE
+# Limits only (how long to wait for a tool to start or end, never a sleep):
+# under QEMU's software emulation (the VM tier sets FTT_LIMIT_SCALE)
+# turning function tracing on or off re-patches every kernel function and
+# takes seconds where real hardware needs milliseconds ("ends within 1 s
+# of a signal" becomes 30 s there).
+LIMIT_SCALE = float(os.environ.get("FTT_LIMIT_SCALE", "0")) or SCALE
 
 
 def tool_path(tool: str) -> str:
@@ -34,7 +36,7 @@ def run(tool: str, *args: str, timeout: float = 60, **kw) -> subprocess.Complete
     """Run a tool to its end; returns the CompletedProcess (text mode)."""
     return subprocess.run(argv(tool, *args), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True,
-                          timeout=timeout * SCALE, **kw)
+                          timeout=timeout * LIMIT_SCALE, **kw)
 
 
 class Running:
@@ -65,12 +67,12 @@ class Running:
             self.out.append(line)
 
     def wait_live(self, timeout: float = 30) -> None:
-        if not self.live.wait(timeout * SCALE) or self.proc.poll() is not None \
+        if not self.live.wait(timeout * LIMIT_SCALE) or self.proc.poll() is not None \
                 and not any(l.startswith("Tracing") for l in self.err):
             if self.proc.poll() is None:  # never leave it running
                 self.proc.send_signal(signal.SIGINT)
                 try:
-                    self.proc.wait(10 * SCALE)
+                    self.proc.wait(10 * LIMIT_SCALE)
                 except subprocess.TimeoutExpired:
                     self.proc.kill()
                     self.proc.wait()
@@ -85,7 +87,7 @@ class Running:
 
     def wait(self, timeout: float = 60):
         try:
-            rc = self.proc.wait(timeout * SCALE)
+            rc = self.proc.wait(timeout * LIMIT_SCALE)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()

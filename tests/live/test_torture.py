@@ -60,7 +60,7 @@ def spawn(tool, args, slow=0.0):
 
 def ended_within(p, seconds):
     try:
-        p.wait(seconds * tooling.END_SCALE)
+        p.wait(seconds * tooling.LIMIT_SCALE)
         return True
     except subprocess.TimeoutExpired:
         p.kill()
@@ -98,7 +98,7 @@ def test_signal_matrix(tool, phase, tracefs_root):
         if p.poll() is None:
             p.send_signal(sig)
         assert ended_within(p, 1.0), "%s did not end within %g s of signal %d during %s" % (
-            tool, tooling.END_SCALE, sig, phase)
+            tool, tooling.LIMIT_SCALE, sig, phase)
         if phase == "streaming":
             rc, out, err = r.wait(5)
         else:
@@ -115,7 +115,7 @@ def test_pipe_closed_by_head(tool, tracefs_root):
     try:
         p = subprocess.run("%s | head -1" % " ".join(tooling.argv(tool, *TOOLS[tool][0])),
                            shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, timeout=30 * tooling.END_SCALE)
+                           text=True, timeout=30 * tooling.LIMIT_SCALE)
     finally:
         load.kill()
         load.wait()
@@ -159,7 +159,7 @@ def test_every_setup_write_failing(tool, err, tracefs_root):
     for n in range(1, 100):
         env = dict(os.environ, FTRACETOOLS_FAIL_WRITE="%d:%s" % (n, err))
         r = tooling.Running(tool, args, env=env, stdout=subprocess.DEVNULL)
-        r.live.wait(20 * tooling.SCALE)
+        r.live.wait(20 * tooling.LIMIT_SCALE)
         rc, out, e = r.stop(signal.SIGINT)
         no_traceback(e, "%s write %d %s" % (tool, n, err))
         check_same(tracefs_root, before, "%s with write %d failing (%s)" % (tool, n, err))

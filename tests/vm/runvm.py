@@ -202,8 +202,8 @@ def guest_script(args: argparse.Namespace, rel: str, extra: List[str]) -> str:
         # tests/vm/vmprogress.py: progress log and per-test time limit.
         "export FTT_VM_PROGRESS=%s" % q(os.path.join(rw, "progress-%s.tsv" % rel)),
         "export FTT_VM_TEST_TIMEOUT=%d" % args.test_timeout,
-        # time limits on ending after a signal (tests/tooling.py END_SCALE)
-        "export FTT_END_SCALE=30",
+        # limits on a tool's start and end (tests/tooling.py LIMIT_SCALE)
+        "export FTT_LIMIT_SCALE=30",
     ]
     if args.guest_cmd is not None:
         lines.append(args.guest_cmd)

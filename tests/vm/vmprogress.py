@@ -63,9 +63,10 @@ def pytest_runtest_logreport(report: Any) -> None:
         first = lines[-1] if report.failed and lines else (lines[0] if lines else "")
         crash = getattr(report.longrepr, "reprcrash", None)
         if report.failed and crash is not None and getattr(crash, "message", ""):
-            first = "%s (%s:%s)" % (crash.message.splitlines()[0], crash.path, crash.lineno)
+            msg = " | ".join(ln.strip() for ln in crash.message.splitlines()[:25] if ln.strip())
+            first = "%s (%s:%s)" % (msg, crash.path, crash.lineno)
     _emit("report", report.nodeid, report.when, report.outcome,
-          "%.1f" % report.duration, first[:300])
+          "%.1f" % report.duration, first[:3000])
 
 
 def _limit() -> int:
