@@ -22,6 +22,8 @@ SCALE = float(os.environ.get("FTT_TIME_SCALE", "1"))
 # takes seconds where real hardware needs milliseconds ("ends within 1 s
 # of a signal" becomes 30 s there).
 LIMIT_SCALE = float(os.environ.get("FTT_LIMIT_SCALE", "0")) or SCALE
+# Set by the VM tier: the kernel runs under QEMU's software emulation.
+EMULATED = os.environ.get("FTT_EMULATED") == "1"
 
 
 def tool_path(tool: str) -> str:

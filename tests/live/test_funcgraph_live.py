@@ -157,7 +157,8 @@ def test_folded_total_is_the_top_level_time(tmp_path):
     for line in out.splitlines():
         stack, _, v = line.rpartition(" ")
         folded[stack] = int(v)
-    assert all(k.split(";")[0] == func for k in folded)
+    assert all(k.split(";")[0] == func for k in folded), \
+        [k for k in folded if k.split(";")[0] != func] + [err]
     assert any(k == func + ";" + CALLEE for k in folded)
     with open(tef) as f:
         top_us = sum(e["dur"] for e in json.load(f)["traceEvents"]

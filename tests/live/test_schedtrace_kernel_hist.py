@@ -18,6 +18,7 @@ import tooling  # noqa: E402
 
 ROUNDS = 300    # the VM guests run 10-50x slower
 STARTUP = 300
+PROBE_ORDER_US = 10     # per wait, in the emulated guests (measured: 7 on 6.1)
 
 
 def _hists(out: str):
@@ -56,5 +57,9 @@ def test_kernel_histogram_equals_stream_and_schedstat() -> None:
         assert hk[pid]["count"] == hs[pid]["count"] == n, (pid, hk.get(pid), hs.get(pid), n)
         assert sum(b["count"] for b in hk[pid]["buckets"]) == n
         # Both count whole microseconds; the kernel subtracts truncated
-        # timestamps, so each wait may differ by 1 us.
-        assert abs(hk[pid]["total"] - hs[pid]["total"]) <= n, (hk[pid], hs[pid])
+        # timestamps, so each wait may differ by 1 us. And both tools see
+        # each event one after the other (the kernel runs one instance's
+        # probe, then the other's): under QEMU's emulation a probe with
+        # its hist triggers takes microseconds, which shifts each wait.
+        tol = PROBE_ORDER_US if tooling.EMULATED else 1
+        assert abs(hk[pid]["total"] - hs[pid]["total"]) <= n * tol, (hk[pid], hs[pid])

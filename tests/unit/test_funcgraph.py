@@ -176,6 +176,20 @@ def test_late_exit_record_keeps_its_children():
     assert [(r.func, [k.func for k in r.kids]) for r in roots] == [("f", ["g"])]
 
 
+def test_stray_depth_zero_records_are_not_roots():
+    """6.1's top level records an interrupt taken as the graph function
+    returns (its "in graph" flag still set) at depth 0: not under FUNCTION."""
+    g, _, roots = _graph(text=False, wanted={"f"})
+    _feed(g, [("e", 1, 0, 1, "f", 0), ("e", 2, 0, 1, "g", 1),
+              ("x", 3, 0, 1, "g", 1, 1), ("x", 4, 0, 1, "f", 0, 3),
+              ("e", 5, 0, 1, "sysvec_apic_timer_interrupt", 0),
+              ("e", 6, 0, 1, "hrtimer_interrupt", 1),
+              ("x", 7, 0, 1, "hrtimer_interrupt", 1, 1),
+              ("x", 8, 0, 1, "sysvec_apic_timer_interrupt", 0, 3)])
+    g.finish()
+    assert [(r.func, [k.func for k in r.kids]) for r in roots] == [("f", ["g"])]
+
+
 def test_instance_path_rebases_depth_and_filters():
     g, lines, roots = _graph(wanted={"f"})
     _feed(g, [("e", 1, 0, 1, "do_syscall_64", 0),

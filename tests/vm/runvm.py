@@ -204,6 +204,7 @@ def guest_script(args: argparse.Namespace, rel: str, extra: List[str]) -> str:
         "export FTT_VM_TEST_TIMEOUT=%d" % args.test_timeout,
         # limits on a tool's start and end (tests/tooling.py LIMIT_SCALE)
         "export FTT_LIMIT_SCALE=30",
+        "export FTT_EMULATED=1",
     ]
     if args.guest_cmd is not None:
         lines.append(args.guest_cmd)
