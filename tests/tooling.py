@@ -10,8 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from typing import List, Optional
+from typing import List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -28,6 +27,18 @@ EMULATED = os.environ.get("FTT_EMULATED") == "1"
 
 def tool_path(tool: str) -> str:
     return os.path.join(REPO, "bin", tool)
+
+
+def load_tool(tool: str):
+    """A bin/ tool as a module (its functions and classes, for unit tests)."""
+    import importlib.machinery
+    import importlib.util
+    name = tool + "_tool"
+    loader = importlib.machinery.SourceFileLoader(name, tool_path(tool))
+    spec = importlib.util.spec_from_loader(name, loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
 
 
 def argv(tool: str, *args: str) -> List[str]:

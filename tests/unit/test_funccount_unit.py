@@ -1,11 +1,11 @@
 """funccount without a kernel: path choice, parsers, output, symbols."""
 
-import importlib.machinery
-import importlib.util
 import os
 import sys
 
 import pytest
+
+import tooling
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -15,16 +15,7 @@ from ftracetools import symbols  # noqa: E402
 from ftracetools.errors import UsageError  # noqa: E402
 
 
-def _load():
-    path = os.path.join(REPO, "bin", "funccount")
-    loader = importlib.machinery.SourceFileLoader("funccount_tool", path)
-    spec = importlib.util.spec_from_loader("funccount_tool", loader)
-    mod = importlib.util.module_from_spec(spec)
-    loader.exec_module(mod)
-    return mod
-
-
-fc = _load()
+fc = tooling.load_tool("funccount")
 
 
 class FakeFeatures:

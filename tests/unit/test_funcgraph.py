@@ -1,25 +1,17 @@
 """funcgraph without a kernel: the text layout, call trees, folded stacks,
 the instance path's filtering, and argument checking."""
 
-import importlib.machinery
-import importlib.util
 import os
 
 import pytest
+
+import tooling
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.join(HERE, "..", "..", "bin", "funcgraph")
 
 
-def _load():
-    loader = importlib.machinery.SourceFileLoader("funcgraph_tool", BIN)
-    spec = importlib.util.spec_from_loader("funcgraph_tool", loader)
-    mod = importlib.util.module_from_spec(spec)
-    loader.exec_module(mod)
-    return mod
-
-
-fg = _load()
+fg = tooling.load_tool("funcgraph")
 
 
 # -- the kernel's cells -------------------------------------------------------

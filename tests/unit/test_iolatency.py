@@ -1,16 +1,16 @@
 """iolatency without a kernel: arguments, rwbs, pairing, output, and the
 reader's page_offsets fast path on hand-made sub-buffer pages."""
 
-import importlib.machinery
 import io
 import json
 import os
 import struct
 import sys
-import types
 from contextlib import redirect_stdout
 
 import pytest
+
+import tooling
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -18,10 +18,7 @@ sys.path.insert(0, os.path.join(REPO, "lib"))
 
 from ftracetools import reader  # noqa: E402
 
-_loader = importlib.machinery.SourceFileLoader("iolatency_tool", os.path.join(REPO, "bin", "iolatency"))
-iol = types.ModuleType(_loader.name)
-iol.__file__ = _loader.path
-_loader.exec_module(iol)
+iol = tooling.load_tool("iolatency")
 
 # issue/complete payload as on 6.x: type@0, dev@8, sector@16, nr@24, rwbs@34
 CODE = "<H6xI4xQI6x%ds"

@@ -1,6 +1,5 @@
 """The undo journal, the lock and the session against a fake tracefs."""
 
-import fcntl
 import json
 import os
 

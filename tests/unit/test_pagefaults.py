@@ -1,11 +1,11 @@
 """pagefaults: argument tables, kind decoding, major/minor rule, folding."""
 
-import importlib.machinery
-import importlib.util
 import os
 import struct
 
 import pytest
+
+import tooling
 
 from ftracetools.errors import UsageError
 from ftracetools.reader import PageLayout
@@ -15,15 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PATH = os.path.join(HERE, "..", "..", "bin", "pagefaults")
 
 
-def load():
-    loader = importlib.machinery.SourceFileLoader("pagefaults_tool", PATH)
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    mod = importlib.util.module_from_spec(spec)
-    loader.exec_module(mod)
-    return mod
-
-
-pf = load()
+pf = tooling.load_tool("pagefaults")
 
 
 def test_kinds_to_events_and_filters():

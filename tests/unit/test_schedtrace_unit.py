@@ -1,28 +1,20 @@
 """schedtrace without root: state letters, the per-task accounting, the
 histogram maths, time ordering across CPUs and the argument table."""
 
-import importlib.machinery
-import importlib.util
 import os
 import subprocess
 import sys
 
 import pytest
 
+import tooling
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 TOOL = os.path.join(REPO, "bin", "schedtrace")
 
 
-def _load():
-    loader = importlib.machinery.SourceFileLoader("schedtrace_tool", TOOL)
-    spec = importlib.util.spec_from_loader("schedtrace_tool", loader)
-    mod = importlib.util.module_from_spec(spec)
-    loader.exec_module(mod)
-    return mod
-
-
-st = _load()
+st = tooling.load_tool("schedtrace")
 
 # sched_switch print fmt of 6.18 (4.14+ encoding: preempted = 0x100) ...
 FMT_NEW = ('"prev_comm=%s prev_pid=%d prev_prio=%d prev_state=%s%s ==> next_comm=%s '
