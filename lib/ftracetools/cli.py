@@ -38,7 +38,7 @@ def run(tool: str, doc: str, body: Callable[[Dict], int],
         try:
             args = docopt(doc, argv=sys.argv[1:] if argv is None else argv,
                           default_help=True, version=None)
-        except DocoptExit as e:
+        except DocoptExit:
             sys.stderr.write("%s: bad usage\n%s\n" % (tool, _usage(doc)))
             return 2
         except SystemExit as e:  # -h / --help printed the help

@@ -8,7 +8,7 @@ between kernel versions, so nothing here is hard-coded.
 import os
 import re
 import struct
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Sequence, Tuple
 
 from .errors import ToolError
 

@@ -14,7 +14,6 @@ order the kernel requires: the synthetic event's hist, the onmatch
 trigger, the start trigger, then the synthetic event itself.
 """
 
-import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
