@@ -140,6 +140,24 @@ def test_tracker_forgets_tasks_that_exited():
     assert not (tr.off or tr.ready or tr.since or tr.cpu or tr.comm or tr.dead)
 
 
+def test_tracker_counts_run_time_from_the_trace_start():
+    """A task seen leaving a CPU before any switch into it was there when
+    tracing began: its time from the start counts (a CPU hog may not be
+    switched for most of a short trace), not as a run, nor as a slice."""
+    got = []
+    tr = tracker(start=1 * MS, on_slice=lambda p, c, a, b, s: got.append((p, a, b)))
+    tr.switch(5 * MS, 0, 100, PRE, 200)
+    tr.switch(6 * MS, 0, 200, S, 100)
+    tr.switch(9 * MS, 0, 100, PRE, 0)
+    t = tr.tasks[100]
+    assert (t.run, t.runs, t.unrec) == (4 * MS + 3 * MS, 1, 0)
+    assert got == [(200, 5 * MS, 6 * MS), (100, 6 * MS, 9 * MS)]
+    tr = tracker(start=1 * MS, on_slice=lambda p, c, a, b, s: got.append((p, a, b)))
+    tr.partial_slices = True            # the timeline draws it
+    tr.switch(5 * MS, 1, 300, S, 0)
+    assert got[-1] == (300, 1 * MS, 5 * MS) and tr.tasks[300].run == 4 * MS
+
+
 def test_tracker_slices_hook():
     got = []
     tr = tracker(on_slice=lambda p, c, a, b, s: got.append((p, c, a, b, s)))
