@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Set
 
 from . import cpus as cpulib
 from . import procs
-from .errors import Interrupted, ToolError, UsageError
+from .errors import Interrupted, Status, ToolError, UsageError
 from . import signals
 
 
@@ -44,6 +44,8 @@ def run(tool: str, doc: str, body: Callable[[Dict], int],
         except SystemExit as e:  # -h / --help printed the help
             return 0 if not e.code else 2
         rc = body(args) or 0
+        if rc == 0 and Status.restore_failed:
+            rc = 1
         sig = signals.pending()
         if sig is not None and sig not in (signal.SIGINT, signal.SIGTERM):
             return 128 + sig

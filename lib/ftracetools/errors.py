@@ -23,3 +23,9 @@ class Interrupted(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+
+
+class Status:
+    """Set by a session whose teardown could not restore every setting:
+    the run then exits 1 even if tracing itself went well."""
+    restore_failed = False

@@ -10,9 +10,11 @@ import errno
 import fcntl
 import json
 import os
+import time
 from typing import Callable, Dict, List, Optional
 
 from . import rundir, tracefs
+from .errors import ToolError
 
 # One undo step: {"op": "write"|"append"|"rmdir", "path": rel, "value": str}
 
@@ -31,10 +33,18 @@ def apply(root: str, step: Dict[str, str]) -> Optional[str]:
                     # A reader we just closed may still hold a reference.
                     if e.errno != errno.EBUSY:
                         raise
-                    import time
                     time.sleep(0.01)
             else:
-                os.rmdir(p)
+                try:
+                    os.rmdir(p)
+                except OSError as e:
+                    if e.errno != errno.EBUSY:
+                        raise
+                    who = tracefs.holders((), [p])
+                    return ("%s: busy%s; it is removed by the next run of any "
+                            "tool once they close it" % (
+                                step["path"], (": held open by " + tracefs.describe_holders(who))
+                                if who else ""))
         elif op == "write":
             tracefs.write(p, step["value"])
         elif op == "append":
@@ -58,7 +68,14 @@ class Journal:
         tmp = "new.%d" % os.getpid()
         self.fd = rundir.open_file(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
-        self._put({"tool": tool, "pid": os.getpid(), "root": root})
+        try:
+            self._put({"tool": tool, "pid": os.getpid(), "root": root})
+        except ToolError:
+            try:
+                os.unlink(os.path.join(rundir.path(), tmp))
+            finally:
+                os.close(self.fd)
+            raise
         d = os.open(rundir.path(), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         try:
             os.rename(tmp, self.name, src_dir_fd=d, dst_dir_fd=d)
@@ -66,10 +83,26 @@ class Journal:
             os.close(d)
 
     def _put(self, obj: Dict) -> None:
-        os.write(self.fd, (json.dumps(obj) + "\n").encode())
+        # Written before the change it undoes: if it cannot be written, the
+        # change is not made.
+        data = (json.dumps(obj) + "\n").encode()
+        try:
+            if os.write(self.fd, data) != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as e:
+            raise ToolError("cannot write the undo journal in %s: %s; nothing "
+                            "is changed without it (free space there)"
+                            % (rundir.path(), os.strerror(e.errno or 0))) from None
 
     def record(self, step: Dict[str, str]) -> None:
         self._put(step)
+
+    def keep_only(self, steps: List[Dict[str, str]]) -> None:
+        """Leave only these (failed) steps for a later run to retry, and
+        let go of the journal: steps that were undone must never be
+        replayed over what somebody sets later."""
+        _rewrite(self.fd, steps, unfinished=True)
+        os.close(self.fd)
 
     def close(self) -> None:
         """Delete the journal: everything in it has been undone."""
@@ -78,6 +111,19 @@ class Journal:
         except OSError:
             pass
         os.close(self.fd)
+
+
+def _rewrite(fd: int, steps: List[Dict[str, str]], unfinished: bool = False) -> None:
+    data = os.pread(fd, 1 << 20, 0).decode(errors="replace")
+    header = data.split("\n", 1)[0]
+    if unfinished:
+        try:
+            header = json.dumps(dict(json.loads(header), unfinished=True))
+        except ValueError:
+            pass
+    body = "".join(json.dumps(s) + "\n" for s in steps)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (header + "\n" + body).encode(), 0)
 
 
 def _parse(data: str):
@@ -121,13 +167,21 @@ def recover(warn: Callable[[str], None]) -> List[str]:
                 os.unlink(os.path.join(d, n))
                 continue
             root = header.get("root") or tracefs.find_tracefs()
-            errors = [e for e in (apply(root, s) for s in reversed(steps)) if e]
-            os.unlink(os.path.join(d, n))
+            errors, failed = [], []
+            for s in reversed(steps):
+                e = apply(root, s)
+                if e:
+                    errors.append(e)
+                    failed.insert(0, s)
             line = ("restored %d tracing setting%s left by %s (pid %s), which "
-                    "was killed" % (len(steps), "" if len(steps) == 1 else "s",
-                                    header.get("tool", "?"), header.get("pid", "?")))
+                    "%s" % (len(steps) - len(failed), "" if len(steps) - len(failed) == 1 else "s",
+                            header.get("tool", "?"), header.get("pid", "?"),
+                            "could not finish" if header.get("unfinished") else "was killed"))
             if errors:
                 line += "; could not restore: " + "; ".join(errors)
+                _rewrite(fd, failed)
+            else:
+                os.unlink(os.path.join(d, n))
             warn(line)
             done.append(line)
         finally:

@@ -146,6 +146,11 @@ class RawReader:
     ``drain()`` reads what is there on every CPU and returns the events
     (per CPU in order; sort by timestamp where order across CPUs matters).
     ``wait(timeout)`` sleeps until the kernel says data is ready.
+
+    A CPU that is offline has no buffer in an instance made while it was
+    down: its ``trace_pipe_raw`` opens, polls as an error at once and reads
+    ENODEV. Such a CPU is parked (left out of ``poll``) and tried again at
+    every drain, so its events are read once it comes online.
     """
 
     def __init__(self, buffer_dir: str, root: str,
@@ -160,6 +165,7 @@ class RawReader:
         self.flagged_lost = 0   # from page headers
         self.unknown_loss = False
         self.pages = 0
+        self.parked: set = set()   # CPUs whose buffer reads ENODEV (offline)
         self._poll = select.poll()
         try:
             for c in self.cpus:
@@ -194,13 +200,27 @@ class RawReader:
                 except OSError as e:
                     if e.errno in (errno.EAGAIN, errno.EINTR):
                         break
+                    if e.errno == errno.ENODEV:
+                        self._park(cpu, fd)
+                        break
                     raise
                 if not page:
                     break
+                if cpu in self.parked:
+                    self.parked.discard(cpu)
+                    self._poll.register(fd, select.POLLIN)
                 n += 1
                 out.append((cpu, page))
             self.pages += n
         return out
+
+    def _park(self, cpu: int, fd: int) -> None:
+        if cpu not in self.parked:
+            self.parked.add(cpu)
+            try:
+                self._poll.unregister(fd)
+            except KeyError:
+                pass
 
     def note_lost(self, lost: int) -> None:
         """Account a page's loss count (as returned by the page parsers)."""
@@ -211,7 +231,14 @@ class RawReader:
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for data; True if some is ready."""
-        return bool(self._poll.poll(max(0, int(timeout * 1000))))
+        ready = self._poll.poll(max(0, int(timeout * 1000)))
+        for fd, ev in ready:
+            if ev & select.POLLERR:
+                # An offline CPU: park it now, or poll would spin on it.
+                for c, f in self.fds.items():
+                    if f == fd:
+                        self._park(c, f)
+        return bool(ready)
 
     def lost(self) -> int:
         """Events lost so far on the CPUs read, from the kernel's counters."""

@@ -20,7 +20,7 @@ from typing import Dict, Iterable, List, Optional
 
 from . import journal, tracefs
 from . import signals
-from .errors import ToolError
+from .errors import Status, ToolError
 from .features import Features
 from .lock import TopLevelLock
 
@@ -144,6 +144,17 @@ class Session:
             v = undo_value(f, v)
             if v.strip():
                 busy.append("%s is set (%s)" % (f, v.split()[0]))
+        pipes = [self.path("trace_pipe")]
+        try:
+            for c in os.listdir(self.path("per_cpu")):
+                pipes += [self.path("per_cpu", c, "trace_pipe"),
+                          self.path("per_cpu", c, "trace_pipe_raw")]
+        except OSError:
+            pass
+        readers = tracefs.holders(pipes)
+        if readers:
+            busy.append("its trace_pipe is being read by %s, which would take "
+                        "events from us" % tracefs.describe_holders(readers))
         if busy:
             raise ToolError("the tracing top level is in use by someone else "
                             "(%s); refusing to change it. End that user, or "
@@ -162,25 +173,27 @@ class Session:
             except OSError:
                 pass
         self._files, self._fds = [], []
-        errors = []
+        errors, failed = [], []
         for step in reversed(self._steps):
             if self._slow:
                 time.sleep(self._slow)
             e = journal.apply(self.root, step)
             if e:
                 errors.append(e)
+                failed.insert(0, step)
         self._steps = []
         if self._lock:
             self._lock.release()
             self._lock = None
         if self._journal:
             if errors:
-                # Leave the journal for the next run to retry.
-                os.close(self._journal.fd)
+                # Leave what failed (only that) for the next run to retry.
+                self._journal.keep_only(failed)
             else:
                 self._journal.close()
             self._journal = None
         if errors:
+            Status.restore_failed = True
             self.warn("warning: could not restore: " + "; ".join(errors))
 
     # -- changes ------------------------------------------------------------

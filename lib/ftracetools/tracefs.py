@@ -3,7 +3,7 @@
 import errno
 import os
 import subprocess
-from typing import Optional
+from typing import Iterable, List, Optional, Tuple
 
 from .errors import ToolError
 
@@ -86,6 +86,43 @@ def explain(err: OSError, path: str, what: str = "write") -> str:
     if err.errno == errno.ENOENT:
         return "%s %s: no such file: this kernel lacks the feature" % (what, name)
     return "%s %s: %s" % (what, name, os.strerror(err.errno or 0))
+
+
+def holders(paths: Iterable[str], under: Iterable[str] = ()) -> List[Tuple[int, str]]:
+    """Other processes holding open any of ``paths``, or any file below a
+    directory in ``under``: [(pid, comm)], found through /proc/PID/fd."""
+    want = set(paths)
+    dirs = tuple(d.rstrip("/") + "/" for d in under)
+    found: List[Tuple[int, str]] = []
+    me = os.getpid()
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        if pid == me:
+            continue
+        fd_dir = "/proc/%d/fd" % pid
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(os.path.join(fd_dir, fd))
+            except OSError:
+                continue
+            if link in want or (dirs and (link + "/").startswith(dirs)):
+                comm = (read_opt("/proc/%d/comm" % pid) or "?").strip()
+                found.append((pid, comm))
+                break
+    return found
+
+
+def describe_holders(found: List[Tuple[int, str]]) -> str:
+    """``pid 12 (cat), pid 14 (perf)``, escaped for the terminal."""
+    return ", ".join("pid %d (%s)" % (pid, comm.encode("unicode_escape").decode())
+                     for pid, comm in found[:5]) + (" and more" if len(found) > 5 else "")
 
 
 def read(path: str) -> str:

@@ -158,3 +158,51 @@ def test_fault_injection_rolls_back(fake, monkeypatch):
             s.set("current_tracer", "function")
             s.set("tracing_on", "0")
     assert (fake / "current_tracer").read_text() == "nop"
+
+
+def test_a_failed_undo_leaves_only_itself_for_the_next_run(fake, monkeypatch):
+    """Steps that were undone are never replayed later (they would clobber
+    what someone set since); the one that failed is, and only it."""
+    real = journal.apply
+
+    def flaky(root, step):
+        if step["path"] == "tracing_on":
+            return "tracing_on: Device or resource busy"
+        return real(root, step)
+    monkeypatch.setattr(journal, "apply", flaky)
+    warned = []
+    with session.Session("t", top_level=True, features=Features(str(fake)),
+                         warn=warned.append) as s:
+        s.set("current_tracer", "function")
+        s.set("tracing_on", "0")
+    assert (fake / "current_tracer").read_text() == "nop"
+    assert any("could not restore: tracing_on" in w for w in warned), warned
+    from ftracetools.errors import Status
+    assert Status.restore_failed
+    Status.restore_failed = False
+    (fake / "current_tracer").write_text("function_graph")   # someone else, later
+    monkeypatch.setattr(journal, "apply", real)
+    said = []
+    journal.recover(said.append)
+    assert (fake / "current_tracer").read_text() == "function_graph"
+    assert (fake / "tracing_on").read_text() == "1"
+    assert said == ["restored 1 tracing setting left by t (pid %d), which could not finish"
+                    % os.getpid()]
+    assert os.listdir(rundir.path()) == ["toplevel.lock"] or \
+        not [n for n in os.listdir(rundir.path()) if n.startswith("journal.")]
+
+
+def test_a_full_run_directory_changes_nothing(fake, monkeypatch):
+    real = os.write
+
+    def full(fd, data):
+        if os.readlink("/proc/self/fd/%d" % fd).startswith(rundir.path()):
+            raise OSError(28, os.strerror(28))
+        return real(fd, data)
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(ToolError, match="cannot write the undo journal.*No space left"):
+        with session.Session("t", top_level=True, features=Features(str(fake))) as s:
+            s.set("current_tracer", "function")
+    monkeypatch.setattr(os, "write", real)
+    assert (fake / "current_tracer").read_text() == "nop\n"
+    assert not [n for n in os.listdir(rundir.path()) if n.startswith(("journal.", "new."))]
