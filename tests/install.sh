@@ -16,6 +16,7 @@ py_need=()
 python3 -c 'import docopt' 2>/dev/null || py_need+=("docopt-ng>=0.9")
 python3 -c 'import pytest' 2>/dev/null || py_need+=("pytest")
 python3 -c 'import hypothesis' 2>/dev/null || py_need+=("hypothesis")
+python3 -c 'import numpy' 2>/dev/null || py_need+=("numpy>=1.22")
 if [ ${#py_need[@]} -gt 0 ]; then
     echo "pip install ${py_need[*]}"
     python3 -m pip install -q --root-user-action=ignore "${py_need[@]}"

@@ -18,7 +18,9 @@ def table():
     if not COUNTS:
         return []
     lines = ["%-26s %10s" % ("TORTURE", "COUNT")]
-    for k in ORDER + sorted(set(COUNTS) - set(ORDER)):
+    per_signal = sorted(k for k in COUNTS if k.startswith("  "))
+    keys = ORDER[:1] + per_signal + ORDER[1:]
+    for k in keys + sorted(set(COUNTS) - set(keys)):
         v = COUNTS.get(k, 0)
         lines.append("%-26s %10s" % (k, ("%.1f" % v) if isinstance(v, float) else v))
     return lines

@@ -60,7 +60,7 @@ class Log2Hist:
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:
     """Nearest-rank percentile of already sorted values (0 when empty)."""
-    if not sorted_values:
+    if len(sorted_values) == 0:
         return 0
     k = max(0, min(len(sorted_values) - 1, int(math.ceil(p / 100.0 * len(sorted_values))) - 1))
     return sorted_values[k]
@@ -83,9 +83,13 @@ def bucket_percentile(h: Log2Hist, p: float) -> Optional[int]:
 
 def summary(values: Iterable[float]) -> Dict[str, float]:
     """count, total, avg, p50, p90, p99, max of a set of values."""
-    v = sorted(values)
+    return summary_sorted(sorted(values))
+
+
+def summary_sorted(v: Sequence[float]) -> Dict[str, float]:
+    """``summary`` of values already sorted (a list, or a numpy array)."""
     n = len(v)
-    tot = sum(v)
+    tot = int(v.sum()) if hasattr(v, "sum") else sum(v)
     return {"count": n, "total": tot, "avg": (tot / n) if n else 0,
             "p50": percentile(v, 50), "p90": percentile(v, 90),
-            "p99": percentile(v, 99), "max": v[-1] if v else 0}
+            "p99": percentile(v, 99), "max": v[-1] if n else 0}

@@ -105,15 +105,7 @@ class Session:
                 if not self.features.has("instances"):
                     raise ToolError(self.features.why_not("instances") or "")
                 self.instance = "%s-%d" % (self.tool, os.getpid())
-                rel = "instances/" + self.instance
-                self._record({"op": "rmdir", "path": rel, "value": ""})
-                try:
-                    os.mkdir(os.path.join(self.root, rel))
-                except OSError as e:
-                    self._steps.pop()
-                    raise ToolError("cannot create trace instance %s: %s"
-                                    % (self.instance, os.strerror(e.errno or 0)))
-                self.dir = os.path.join(self.root, rel)
+                self.dir = self._make_instance(self.instance)
                 self._backstop()
         except BaseException:
             self._teardown()
@@ -122,6 +114,32 @@ class Session:
 
     def __exit__(self, *exc) -> None:
         self._teardown()
+
+    def sibling(self, suffix: str) -> "Session":
+        """A second private instance (``TOOL-PID-SUFFIX``) in this session:
+        its changes go to the same journal and are undone with the rest
+        (a tool splits events by kind into instances of their own, so that
+        each buffer holds records of one size)."""
+        if self.instance is None or not re.match(r"^[a-z]{1,16}$", suffix):
+            raise ValueError("sibling instances only beside a private instance")
+        import copy
+        sib = copy.copy(self)   # shares the journal, the undo steps, the fds
+        sib.instance = "%s-%s" % (self.instance, suffix)
+        sib.dir = self._make_instance(sib.instance)
+        sib._backstop()
+        return sib
+
+    def _make_instance(self, name: str) -> str:
+        """Create instances/NAME, its removal journaled first."""
+        rel = "instances/" + name
+        self._record({"op": "rmdir", "path": rel, "value": ""})
+        try:
+            os.mkdir(os.path.join(self.root, rel))
+        except OSError as e:
+            self._steps.pop()
+            raise ToolError("cannot create trace instance %s: %s"
+                            % (name, os.strerror(e.errno or 0)))
+        return os.path.join(self.root, rel)
 
     def _backstop(self) -> None:
         # If we die, closing free_buffer (by the kernel) stops tracing in

@@ -16,7 +16,7 @@ both are put back as found. Where the kernel has no snapshot file (the
 development host), iolatency-perf reads ``trace`` then clears it, and
 loses what arrives in between.
 
-Usage: tests/bench/bench_iolatency.py [RUNS [SECONDS]]   (default 3 runs of 8 s)
+Usage: tests/bench/bench_iolatency.py [RUNS [SECONDS]]   (default 3 runs of 20 s)
 """
 
 import json
@@ -132,7 +132,7 @@ class TopLevelGuard:
 
 def main() -> int:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    secs = float(sys.argv[2]) if len(sys.argv) > 2 else 8
+    secs = float(sys.argv[2]) if len(sys.argv) > 2 else 20
     if os.geteuid() != 0 or loopdev.have_tools() or not shutil.which("iolatency-perf"):
         print("needs root, fio, losetup and iolatency-perf (perf-tools-unstable)")
         return 77

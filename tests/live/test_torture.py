@@ -95,7 +95,6 @@ def test_signal_matrix(tool, phase, tracefs_root):
             if phase == "teardown":
                 p.send_signal(signal.SIGINT)
             time.sleep(rng.uniform(0.0, 0.15))
-        t0 = time.monotonic()
         if p.poll() is None:
             p.send_signal(sig)
         assert ended_within(p, 1.0), "%s did not end within %g s of signal %d during %s" % (
@@ -106,6 +105,8 @@ def test_signal_matrix(tool, phase, tracefs_root):
             err = p.stderr.read()
         no_traceback(err, "%s %s signal %d" % (tool, phase, sig))
         stats.add("signal trials")
+        stats.add("  %s%s" % (signal.Signals(sig).name,
+                              " after SIGINT" if phase == "teardown" else ""))
         check_same(tracefs_root, before, "%s, signal %d during %s" % (tool, sig, phase))
 
 
@@ -123,6 +124,7 @@ def test_pipe_closed_by_head(tool, tracefs_root):
     no_traceback(p.stderr, tool + " | head -1")
     assert "Broken pipe" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
     stats.add("signal trials")
+    stats.add("  SIGPIPE from | head -1")
     check_same(tracefs_root, before, tool + " | head -1")
 
 

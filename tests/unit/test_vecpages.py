@@ -1,0 +1,84 @@
+"""vecpages (numpy) against the per-record walk of reader, on hand-made
+sub-buffer pages: regular ones, and every way a page can break the
+pattern (a time extend, a discarded event, the padding of a page read
+while the kernel was writing it, another event type, a loss flag)."""
+
+import os
+import random
+import struct
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "lib"))
+
+from ftracetools import reader  # noqa: E402
+
+np = pytest.importorskip("numpy")
+from ftracetools import vecpages  # noqa: E402
+
+LAYOUT = reader.PageLayout("/nonexistent")   # 4096-byte pages, data at 16
+BODY = struct.Struct("<H6xIIQ")               # type, pad, a, b: 24 bytes
+
+
+def record(delta, typ, a, b, size=24):
+    body = BODY.pack(typ, a, 0, b).ljust(size, b"\0")
+    return struct.pack("<I", (delta << 5) | (size // 4)) + body
+
+
+def page(ts, records, lost=None):
+    data = b"".join(records)
+    commit = len(data) | ((1 << 31) | (1 << 30) if lost else 0)
+    tail = struct.pack("<q", lost) if lost else b""
+    raw = struct.pack("<Qq", ts, commit) + data + tail
+    return raw + b"\0" * (4096 - len(raw))
+
+
+def walked(pages):
+    out = []
+    for p in pages:
+        evs = []
+        reader.page_offsets(p, LAYOUT, evs)
+        for ts, off, pg in evs:
+            typ, a, _, b = BODY.unpack_from(pg, off)
+            out.append((ts, typ, a, b))
+    return out
+
+
+def test_decode_matches_the_walk_on_regular_and_odd_pages():
+    rng = random.Random(5)
+    pages = []
+    for n in range(40):
+        recs = [record(rng.randint(0, 5000), 7, n, i) for i in range(rng.randint(1, 145))]
+        kind = n % 8
+        if kind == 1:   # a time extend in the middle
+            recs.insert(len(recs) // 2, struct.pack("<II", 30 | (9 << 5), 3))
+        elif kind == 2:  # a discarded event: padding, its length counting itself
+            recs.insert(1, struct.pack("<II", 29 | (4 << 5), 24) + b"\0" * 20)
+        elif kind == 3:  # read while being written: ends in padding
+            recs.append(struct.pack("<I", 29))
+        elif kind == 4:  # another event type, of another size
+            recs.insert(0, record(3, 8, n, 99, size=40))
+        elif kind == 5:  # a padding with length at the very end
+            recs.append(struct.pack("<II", 29 | (1 << 5), 16) + b"\0" * 12)
+        pages.append(page(10 ** 9 * (n + 1), recs, lost=(n % 11 == 3 and 17) or None))
+    up = vecpages.UniformPages(LAYOUT, {"type": (0, "<u2"), "a": (8, "<u4"), "b": (16, "<u8")})
+    recs, ts, odd, lost = up.decode(pages)
+    fast = [(int(t), int(ty), int(a), int(b))
+            for t, ty, a, b in zip(ts, recs["type"], recs["a"], recs["b"])]
+    assert len(odd) < len(pages) / 2 and len(fast) > 1000     # most took the fast path
+    got = sorted(fast + walked(odd))
+    assert got == sorted(walked(pages))
+    # losses: the fast path reports those of its pages; the walk, the rest
+    walk_lost = []
+    for p in odd:
+        walk_lost.append(reader.page_offsets(p, LAYOUT, []))
+    assert sorted(x for x in lost + walk_lost if x) == [17] * sum(1 for n in range(40) if n % 11 == 3)
+
+
+def test_a_short_read_is_left_to_the_walk():
+    p = page(5, [record(1, 7, 1, 2)])[:2048]
+    up = vecpages.UniformPages(LAYOUT, {"type": (0, "<u2")})
+    recs, ts, odd, lost = up.decode([p])
+    assert len(ts) == len(recs["type"]) == 0 and odd == [p]
