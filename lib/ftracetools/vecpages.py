@@ -41,6 +41,9 @@ class UniformPages:
         self.layout = layout
         self.fields = fields
         self._dtypes: Dict[int, np.dtype] = {}
+        # the shortest record that holds every field
+        self._need = 4 + max((off + np.dtype(fmt).itemsize for off, fmt in fields.values()),
+                             default=0)
 
     def _dtype(self, type_len: int) -> np.dtype:
         dt = self._dtypes.get(type_len)
@@ -49,7 +52,7 @@ class UniformPages:
         return dt
 
     def empty(self) -> Dict[str, np.ndarray]:
-        dt = self._dtype(28)
+        dt = self._dtype(28)  # (the largest record: it holds every field)
         return {f: np.empty(0, dt[f]) for f in self.fields}
 
     def decode(self, pages: Sequence[bytes]) -> Tuple[Dict[str, np.ndarray], np.ndarray,
@@ -74,6 +77,10 @@ class UniformPages:
         tls = np.bincount(first, minlength=32)[1:29]
         type_len = int(np.argmax(tls)) + 1
         rec_len = 4 + 4 * type_len
+        if not tls[type_len - 1] or rec_len < self._need:
+            # no page starts with a record of ours (each after a quiet
+            # spell starts with a time extend): the walk does them all
+            return self.empty(), np.empty(0, np.int64), odd + full, []
         dtype = self._dtype(type_len)
         slots = lay.data_size // rec_len
         ts0 = np.ndarray((n,), "<u8", buf, 0, (psize,)).astype(np.int64)

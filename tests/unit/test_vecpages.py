@@ -82,3 +82,15 @@ def test_a_short_read_is_left_to_the_walk():
     up = vecpages.UniformPages(LAYOUT, {"type": (0, "<u2")})
     recs, ts, odd, lost = up.decode([p])
     assert len(ts) == len(recs["type"]) == 0 and odd == [p]
+
+
+def test_pages_that_all_start_with_a_time_extend_are_walked():
+    """At a low event rate every page starts with a time extend: there is
+    no record size to learn, and nothing may break (it did: a record size
+    of 8 bytes was assumed)."""
+    ext = struct.pack("<II", 30 | (9 << 5), 3)
+    pages = [page(10 ** 9 * n, [ext, record(1, 7, n, 1)]) for n in range(1, 4)]
+    up = vecpages.UniformPages(LAYOUT, {"type": (0, "<u2"), "a": (8, "<u4"), "b": (16, "<u8")})
+    recs, ts, odd, lost = up.decode(pages)
+    assert len(ts) == 0 and odd == pages
+    assert len(walked(odd)) == 3
