@@ -205,6 +205,47 @@ def test_all_tools_and_foreign_users_at_once(tracefs_root, tmp_path):
     check_same(tracefs_root, before, "neighbours")
 
 
+EXECS = 40
+
+
+def _exec_workload():
+    # builtins only: sh's own exec plus EXECS of /bin/true
+    return ["sh", "-c", "i=0; while [ $i -lt %d ]; do /bin/true; i=$((i+1)); done" % EXECS]
+
+
+def _perf_execs():
+    """perf (perf_events) counting the workload's execs: EXECS + 1 (sh)."""
+    r = subprocess.run(["perf", "stat", "-x,", "-e", "sched:sched_process_exec", "--"]
+                       + _exec_workload(), stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True, timeout=600 * tooling.SCALE)
+    assert r.returncode == 0, r.stderr
+    line = [l for l in r.stderr.splitlines() if "sched_process_exec" in l][0]
+    return int(line.split(",")[0])
+
+
+def test_beside_a_foreign_tracer(tracefs_root):
+    """Every tool this kernel can run, at once, beside perf (perf_events):
+    perf counts a known number of execs exactly, ours run and end cleanly,
+    and nothing is left changed. (In the guests, five tools plus perf under
+    emulation outran the per-test limit: host only for now.)"""
+    from ftracetools.features import Features
+    feat = Features()
+    runnable = [t for t in sorted(TOOLS) if all(feat.has(f) for f in TOOLS[t][1])]
+    before = tracestate.snapshot(tracefs_root)
+    runs = []
+    try:
+        for t in runnable:
+            runs.append(tooling.start(t, *TOOLS[t][0], stdout=subprocess.DEVNULL))
+        assert _perf_execs() == EXECS + 1
+    finally:
+        for r in runs:
+            rc, out, err = r.stop(signal.SIGINT, timeout=120)
+            no_traceback(err, "beside foreign tracers")
+            assert rc == 0, err
+    stats.add("neighbour scenarios", len(runs) + 1)
+    check_same(tracefs_root, before, "beside a foreign tracer")
+
+
 def test_process_with_escapes_in_its_name_is_printed_escaped(tracefs_root):
     """A process that names itself with terminal escapes (PR_SET_NAME) is
     printed escaped by every tool that prints process names."""
