@@ -103,7 +103,8 @@ def one(tool: str, func: str, n: int, tmp: str):
         cmd = ["funcgraph-perf", "-p", str(w.pid), func]
         ready = "Ctrl-C to end"
     else:
-        cmd = ["trace-cmd", "record", "-p", "function_graph", "-g", func,
+        # line-buffered: its "Hit Ctrl^C" line would wait in stdio's buffer
+        cmd = ["stdbuf", "-oL", "trace-cmd", "record", "-p", "function_graph", "-g", func,
                "-P", str(w.pid), "-o", os.path.join(tmp, "t.dat")]
         ready = "Hit Ctrl^C"
     with open(out, "w") as fo, open(err, "w") as fe:
@@ -147,7 +148,7 @@ def one(tool: str, func: str, n: int, tmp: str):
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("-n", type=int, default=20000)
+    ap.add_argument("-n", type=int, default=5000)
     ap.add_argument("-r", type=int, default=3)
     a = ap.parse_args()
     from ftracetools.features import Features
