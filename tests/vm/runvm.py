@@ -25,7 +25,7 @@ Usage:
     --marker EXPR       pytest -m expression (default: vm; '' for none)
     --kernel PATH       a vmlinuz to boot; repeat for several (default: 6.1 and 6.12)
     --rwdir DIR         where results go (default: a new /tmp/ftracetools-vm-*)
-    --timeout SEC       per boot, boot included (default 2700, env
+    --timeout SEC       per boot, boot included (default 3600, env
                         FTRACETOOLS_VM_TIMEOUT); past it the qemu process
                         group is killed and the kernel counts as failed
     --test-timeout SEC  per test (each of setup, call, teardown) in the guest
@@ -75,7 +75,7 @@ EXIT_FAIL = 1
 EXIT_USAGE = 2
 EXIT_SKIPPED = 77
 
-DEFAULT_TIMEOUT = 2700
+DEFAULT_TIMEOUT = 3600
 DEFAULT_TEST_TIMEOUT = 300
 KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\]")
 KERNEL_TROUBLE = re.compile(r"(WARNING:|BUG:|\bBUG\b at|Oops|[Pp]anic|PANIC|Call Trace:|RIP:|ftrace failed|ftrace faulted)")
