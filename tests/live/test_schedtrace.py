@@ -203,7 +203,12 @@ def test_histogram_counts_every_wait() -> None:
         # a run whose switch-in the kernel did not record has no wait.
         assert h[pid]["count"] <= k["runs"], (pid, h[pid]["count"], k)
         assert sum(b["count"] for b in h[pid]["buckets"]) == h[pid]["count"]
-        assert h[pid]["total"] * 1000 <= k["wait_ns"] + 1000 * k["runs"]
+        # The scheduler's run_delay ends at the rq clock of schedule()'s
+        # entry, before the next task is picked; a traced wait ends at the
+        # sched_switch, after it: the same per-slice tolerance as run time
+        # (one CI run on a quiet host measured 1.8 us more per wait).
+        assert h[pid]["total"] * 1000 <= \
+            k["wait_ns"] * (1 + RUN_TOL) + RUN_TOL_PER_SLICE_NS * k["runs"], (pid, h[pid], k)
     assert sum(e["count"] for e in h.values()) + rows[0]["unrecorded"] == \
         sum(k["runs"] for k in delta.values()), (rows[0], delta)
     assert unrecorded(err) == rows[0]["unrecorded"], err
