@@ -42,12 +42,19 @@ def test_in_kernel_histogram_matches_streaming():
         ios = d["read_ios"] + d["write_ios"]
         assert ios > 50
         hists = []
-        for rc, out, err in results:
+        for (rc, out, err), in_kernel in zip(results, (True, False)):
             assert rc == 0, err
             objs = [json.loads(l) for l in out.splitlines()]
-            assert sum(o["count"] for o in objs) == ios, (out, err)
-            assert sum(o["unmatched"] for o in objs) == 0
+            n, unmatched = (sum(o[k] for o in objs) for k in ("count", "unmatched"))
             assert sum(o["lost"] for o in objs) == 0
+            if in_kernel:
+                # The kernel's table pairs on (dev, sector) only: when fio
+                # reissues a sector still in flight (rare: once in a CI run
+                # of 10812 I/Os on 6.1), one I/O is reported unmatched
+                # instead. Every I/O is still accounted for.
+                assert n + unmatched == ios and unmatched <= max(2, ios // 1000), (out, err)
+            else:
+                assert n == ios and unmatched == 0, (out, err)
             h = {}
             for o in objs:
                 for b in o["buckets"]:
