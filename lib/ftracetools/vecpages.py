@@ -14,10 +14,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from .reader import PageLayout, page_header
-
-_LEN_MASK = (1 << 27) - 1
-_MISSED = 1 << 31
+from .reader import _LEN_MASK, _MISSED, PageLayout, page_header
 
 
 def record_dtype(fields: Dict[str, Tuple[int, str]], rec_len: int) -> np.dtype:
