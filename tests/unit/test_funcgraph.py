@@ -168,6 +168,26 @@ def test_late_exit_record_keeps_its_children():
     assert [(r.func, [k.func for k in r.kids]) for r in roots] == [("f", ["g"])]
 
 
+def test_interrupt_two_levels_down_belongs_to_the_call_it_interrupted():
+    """6.12 in the VM tier: a timer interrupt taken in f itself came at
+    depth 2 under f (depth 0); f's next child (depth 1) began 0.5 us after
+    the interrupt's call time. The interrupt is f's, not a root and not
+    that short child's (a folded stack would give the child a negative
+    self time)."""
+    g, _, roots = _graph(text=False, wanted={"f"})
+    _feed(g, [("e", 0, 0, 1, "f", 0),
+              ("x", 100000, 0, 1, "irq_a", 2, 50000, 50000),
+              ("x", 130000, 0, 1, "irq_b", 2, 20000, 110000),
+              ("x", 130600, 0, 1, "g", 1, 100, 130500),
+              ("x", 300000, 0, 1, "f", 0, 300000, 0)])
+    g.finish()
+    assert [(r.func, [k.func for k in r.kids]) for r in roots] == \
+        [("f", ["irq_a", "irq_b", "g"])]
+    folded = {}
+    fg.fold(roots[0], folded)
+    assert sum(folded.values()) == 300000 and folded["f"] == 229900
+
+
 def test_stray_depth_zero_records_are_not_roots():
     """6.1's top level records an interrupt taken as the graph function
     returns (its "in graph" flag still set) at depth 0: not under FUNCTION."""
