@@ -191,14 +191,9 @@ class Session:
             except OSError:
                 pass
         self._files, self._fds = [], []
-        errors, failed = [], []
-        for step in reversed(self._steps):
-            if self._slow:
-                time.sleep(self._slow)
-            e = journal.apply(self.root, step)
-            if e:
-                errors.append(e)
-                failed.insert(0, step)
+        slow = self._slow
+        errors, failed = journal.undo(self.root, self._steps,
+                                      (lambda: time.sleep(slow)) if slow else None)
         self._steps = []
         if self._lock:
             self._lock.release()

@@ -160,6 +160,38 @@ def test_fault_injection_rolls_back(fake, monkeypatch):
     assert (fake / "current_tracer").read_text() == "nop"
 
 
+def test_an_instance_is_removed_before_its_settings_are_restored(fake, monkeypatch):
+    """Removing a private instance takes its settings with it: they are not
+    written back one by one (each costs the kernel a synchronisation), but
+    a setting outside it still is, after the instance is gone."""
+    real, applied = journal.apply, []
+
+    def spy(root, step):
+        applied.append(step["path"])
+        return real(root, step)
+    monkeypatch.setattr(journal, "apply", spy)
+    steps = [{"op": "write", "path": "trace_clock", "value": "local"},
+             {"op": "rmdir", "path": "instances/a", "value": ""},
+             {"op": "write", "path": "instances/a/trace_clock", "value": "local"},
+             {"op": "write", "path": "instances/a/events/sched/sched_switch/enable",
+              "value": "0"}]
+    (fake / "instances" / "a").mkdir()     # empty: rmdir works, as on tracefs
+    (fake / "trace_clock").write_text("mono")
+    assert journal.undo(str(fake), steps) == ([], [])
+    assert applied == ["trace_clock"]
+    assert not (fake / "instances" / "a").exists()
+    assert (fake / "trace_clock").read_text() == "local"
+    # held open (here: not empty): its steps are undone one by one, then
+    # its removal fails and is all that is left
+    d = fake_instance(fake, "a")
+    applied.clear()
+    errors, failed = journal.undo(str(fake), steps)
+    assert applied == ["instances/a/events/sched/sched_switch/enable",
+                       "instances/a/trace_clock", "instances/a", "trace_clock"]
+    assert failed == [steps[1]] and len(errors) == 1
+    assert (d / "trace_clock").read_text() == "local"
+
+
 def test_a_failed_undo_leaves_only_itself_for_the_next_run(fake, monkeypatch):
     """Steps that were undone are never replayed later (they would clobber
     what someone set since); the one that failed is, and only it."""
