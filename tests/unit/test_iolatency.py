@@ -167,6 +167,17 @@ def test_pairs_on_sector_and_direction(make):
     assert lats(st.cur) == [150, 300]
 
 
+def test_request_without_a_sector(make):
+    """The kernel records sector (u64)-1 for requests that have none (a
+    flush): the numpy path died on it in the 15-minute soak ("Python int
+    too large to convert to C long")."""
+    st = make()
+    feed(st, (100, payload("start", 2 ** 64 - 1, b"FF", nr=0)),
+         (300, payload("complete", 2 ** 64 - 1, b"FF", nr=0)),
+         (400, payload("start", 8, b"R")), (450, payload("complete", 8, b"R")))
+    assert lats(st.cur) == [50, 200]
+
+
 def test_io_straddling_an_interval_counts_where_it_completes(make):
     st = make()
     feed(st, (100, payload("start", 16)))
