@@ -209,7 +209,8 @@ class _FakeReader:
 
 def test_feed_merges_cpus_in_time_order():
     # CPU 0: events at 100 and 150; CPU 1: at 120 and 200.
-    f = st.Feed(_FakeReader([(0, _page(100, [0, 50])), (1, _page(120, [0, 80]))]))
+    from ftracetools.feed import Feed
+    f = Feed(_FakeReader([(0, _page(100, [0, 50])), (1, _page(120, [0, 80]))]), 1024)
     assert f.pull() == 2
     got = f.take(10 ** 9, max_pages=1)      # CPU 0's page; CPU 1's is older than 150
     assert [(e[0], e[1]) for e in got] == [(100, 0)]
@@ -219,12 +220,12 @@ def test_feed_merges_cpus_in_time_order():
     assert [e[0] for e in f.take()] == [200] and f.backlog() == 0
 
 
-def test_feed_holds_a_bounded_backlog(monkeypatch):
+def test_feed_holds_a_bounded_backlog():
     """Behind the kernel, the tool stops reading (the kernel's buffer holds
     the rest, or counts what it drops) rather than growing without end."""
-    monkeypatch.setattr(st, "BACKLOG_PAGES", 4)
+    from ftracetools.feed import Feed
     r = _FakeReader([(c, _page(100 * i + c, [0])) for i in range(5) for c in (0, 1)])
-    f = st.Feed(r)
+    f = Feed(r, 4)
     assert f.pull() == 4 and f.backlog() == 4
     assert f.pull() == 0 and len(r.todo) == 6
     assert len(f.take(max_pages=2)) == 2 and f.pull() == 2
