@@ -4,7 +4,7 @@
 set -euo pipefail
 need_apt=()
 for pair in "losetup:mount" "fio:fio" "strace:strace" "man:man-db" \
-            "perf:linux-perf" "trace-cmd:trace-cmd"; do
+            "perf:linux-perf" "trace-cmd:trace-cmd" "iolatency-perf:perf-tools-unstable"; do
     cmd=${pair%%:*}; pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done

@@ -35,6 +35,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
 import loopdev  # noqa: E402
+from perftools import TopLevelGuard  # noqa: E402
 
 TRACING = "/sys/kernel/tracing"
 
@@ -101,33 +102,6 @@ def run_perf(dev, secs: float, fio) -> dict:
     return {"tool": "iolatency-perf", "kernel": done, "counted": counted,
             "lost": lost if lost or not flagged else "yes (%d warnings)" % flagged,
             "cpu": ru.ru_utime + ru.ru_stime}
-
-
-class TopLevelGuard:
-    """Puts back what iolatency-perf leaves changed in the top level."""
-
-    def __enter__(self):
-        self.mounted = False
-        if not os.path.isdir("/sys/kernel/debug/tracing"):
-            subprocess.run(["mount", "-t", "debugfs", "nodev", "/sys/kernel/debug"], check=True)
-            self.mounted = True
-            print("note: mounted debugfs on /sys/kernel/debug for iolatency-perf")
-        with open(TRACING + "/buffer_size_kb") as f:
-            self.kb = f.read().split()[0]
-        self.snap = True  # no snapshot file: iolatency-perf reads trace, then clears it
-        if os.path.exists(TRACING + "/snapshot"):
-            with open(TRACING + "/snapshot") as f:
-                self.snap = "not allocated" not in f.read(4096)
-        return self
-
-    def __exit__(self, *exc):
-        with open(TRACING + "/buffer_size_kb", "w") as f:
-            f.write(self.kb)
-        if not self.snap:
-            with open(TRACING + "/snapshot", "w") as f:
-                f.write("0")
-        if self.mounted:
-            subprocess.run(["umount", "/sys/kernel/debug"])
 
 
 def main() -> int:

@@ -71,7 +71,8 @@ def once(argv, env):
 
 
 def main():
-    from bench_iolatency import TopLevelGuard   # iolatency-perf wants debugfs
+    sys.path.insert(0, os.path.join(HERE, ".."))
+    from perftools import TopLevelGuard     # iolatency-perf wants debugfs
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     with TopLevelGuard():

@@ -1,0 +1,35 @@
+"""perf-tools beside the suite: its scripts want debugfs, take the top
+level of tracefs without a lock, and leave some of it changed. The guard
+mounts debugfs if needed and puts back what perf-tools leaves."""
+
+import os
+import subprocess
+
+TRACING = "/sys/kernel/tracing"
+
+
+class TopLevelGuard:
+    """Puts back what iolatency-perf leaves changed in the top level."""
+
+    def __enter__(self):
+        self.mounted = False
+        if not os.path.isdir("/sys/kernel/debug/tracing"):
+            subprocess.run(["mount", "-t", "debugfs", "nodev", "/sys/kernel/debug"], check=True)
+            self.mounted = True
+            print("note: mounted debugfs on /sys/kernel/debug for iolatency-perf")
+        with open(TRACING + "/buffer_size_kb") as f:
+            self.kb = f.read().split()[0]
+        self.snap = True  # no snapshot file: iolatency-perf reads trace, then clears it
+        if os.path.exists(TRACING + "/snapshot"):
+            with open(TRACING + "/snapshot") as f:
+                self.snap = "not allocated" not in f.read(4096)
+        return self
+
+    def __exit__(self, *exc):
+        with open(TRACING + "/buffer_size_kb", "w") as f:
+            f.write(self.kb)
+        if not self.snap:
+            with open(TRACING + "/snapshot", "w") as f:
+                f.write("0")
+        if self.mounted:
+            subprocess.run(["umount", "/sys/kernel/debug"])
