@@ -6,7 +6,8 @@
   dies, runvm.py can still say which tests passed and which one was running.
   Line format, tab-separated: ``start NODEID`` or
   ``report NODEID WHEN OUTCOME DURATION LONGREPR-FIRST-LINE``.
-- Per-test time limit: ``FTT_VM_TEST_TIMEOUT`` seconds (0: none) for each of
+- Per-test time limit: ``FTT_VM_TEST_TIMEOUT`` seconds (0: none; a test may
+  raise its own with ``@pytest.mark.vm_limit(SECS)``) for each of
   setup, call and teardown, enforced with SIGALRM: the phase fails with a
   clear message and the run goes on with the next test (its clean-up code
   still runs), instead of the whole boot hanging until runvm.py's timeout;
@@ -87,9 +88,12 @@ class _Alarm:
     sit until runvm.py's boot timeout (the progress log names the test).
     """
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, item: Any = None) -> None:
         self.what = what
         self.secs = _limit()
+        own = item.get_closest_marker("vm_limit") if item is not None else None
+        if own is not None and self.secs > 0:
+            self.secs = max(self.secs, int(own.args[0]))
         self.old: Any = None
         self.timer: Optional[threading.Timer] = None
 
@@ -118,17 +122,17 @@ class _Alarm:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item: Any) -> Generator[None, None, None]:
-    with _Alarm("setup"):
+    with _Alarm("setup", item):
         yield
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: Any) -> Generator[None, None, None]:
-    with _Alarm("the test"):
+    with _Alarm("the test", item):
         yield
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item: Any, nextitem: Any) -> Generator[None, None, None]:
-    with _Alarm("teardown"):
+    with _Alarm("teardown", item):
         yield
