@@ -7,6 +7,7 @@ the autouse fixture checks each test as a whole). Trials are seeded
 Counters are printed as a table at the end of the run.
 """
 
+import contextlib
 import os
 import random
 import re
@@ -51,6 +52,27 @@ def no_traceback(err, what):
     if "Traceback" in err:
         stats.add("tracebacks seen")
     assert "Traceback" not in err, "%s: %s" % (what, err)
+
+
+@contextlib.contextmanager
+def hand_made_instance(root, name):
+    """A foreign user: an instance recording sched_switch, made by hand and
+    removed at the end. Yields its path."""
+    path = os.path.join(root, "instances", name)
+    os.mkdir(path)
+    try:
+        with open(os.path.join(path, "events/sched/sched_switch/enable"), "w") as f:
+            f.write("1")
+        yield path
+    finally:
+        os.rmdir(path)
+
+
+def recorded(instance):
+    """Events in an instance's buffers (the kernel's own per-CPU stats)."""
+    from ftracetools import reader
+    return sum(reader.read_stats(os.path.join(instance, "per_cpu", c)).get("entries", 0)
+               for c in os.listdir(os.path.join(instance, "per_cpu")))
 
 
 def spawn(tool, args, slow=0.0):
@@ -202,11 +224,7 @@ def test_all_tools_and_foreign_users_at_once(tracefs_root, tmp_path):
     feat = Features()
     runnable = [t for t in sorted(TOOLS) if all(feat.has(f) for f in TOOLS[t][1])]
     before = tracestate.snapshot(tracefs_root)
-    foreign = os.path.join(tracefs_root, "instances", "foreign-torture")
-    os.mkdir(foreign)
-    try:
-        with open(os.path.join(foreign, "events/sched/sched_switch/enable"), "w") as f:
-            f.write("1")
+    with hand_made_instance(tracefs_root, "foreign-torture") as foreign:
         mine = tracestate.snapshot(tracefs_root)
         mine = {k: v for k, v in mine.items() if k.startswith("instances/foreign-torture/")}
         runs = [tooling.start(t, *TOOLS[t][0], stdout=subprocess.DEVNULL) for t in runnable]
@@ -220,13 +238,8 @@ def test_all_tools_and_foreign_users_at_once(tracefs_root, tmp_path):
         assert {k: now.get(k) for k in mine} == mine
         # the foreign instance kept recording beside ours (the old check
         # here ended in "or True" and could not fail)
-        from ftracetools import reader
-        written = sum(reader.read_stats(os.path.join(foreign, "per_cpu", c)).get("entries", 0)
-                      for c in os.listdir(os.path.join(foreign, "per_cpu")))
-        assert written > 0
+        assert recorded(foreign) > 0
         stats.add("neighbour scenarios", len(runs) + 1)
-    finally:
-        os.rmdir(foreign)
     check_same(tracefs_root, before, "neighbours")
 
 
@@ -239,20 +252,24 @@ def test_all_five_tools_beside_trace_cmd(tracefs_root, tmp_path):
     calls exactly, the others end cleanly, trace-cmd and the hand-made
     instance keep recording, and nothing is left changed."""
     import shutil
-    import threading
-    from test_funccount import Workload, parse_table, syscall_function
+    from test_funccount import syscall_function
     tc = shutil.which("trace-cmd")
     assert tc, "trace-cmd is not installed (tests/install.sh installs it)"
     before = tracestate.snapshot(tracefs_root)
     func = syscall_function(tracefs_root, "getppid")
     n = 300
-    foreign = os.path.join(tracefs_root, "instances", "foreign-five")
-    os.mkdir(foreign)
+    with hand_made_instance(tracefs_root, "foreign-five") as foreign:
+        run_five_beside_trace_cmd(tracefs_root, tmp_path, tc, func, n, foreign)
+    check_same(tracefs_root, before, "five tools beside trace-cmd")
+
+
+def run_five_beside_trace_cmd(tracefs_root, tmp_path, tc, func, n, foreign):
+    """The body of the test above: the workload, the tools and trace-cmd."""
+    import threading
+    from test_funccount import Workload, parse_table
     w = Workload(n=n, m=0)
     runs, tcp = {}, None
     try:
-        with open(os.path.join(foreign, "events/sched/sched_switch/enable"), "w") as f:
-            f.write("1")
         # line-buffered: its "Hit Ctrl^C" line would wait in stdio's buffer
         tcp = subprocess.Popen(["stdbuf", "-oL", tc, "record", "-B", "ftt-neighbour",
                                 "-e", "sched:sched_switch", "-o", str(tmp_path / "tc.dat")], stdout=subprocess.PIPE,
@@ -295,10 +312,7 @@ def test_all_five_tools_beside_trace_cmd(tracefs_root, tmp_path):
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              timeout=300 * tooling.SCALE)
         assert rep.stdout.count("sched_switch") > 0, rep.stdout[-2000:]
-        from ftracetools import reader
-        written = sum(reader.read_stats(os.path.join(foreign, "per_cpu", c)).get("entries", 0)
-                      for c in os.listdir(os.path.join(foreign, "per_cpu")))
-        assert written > 0
+        assert recorded(foreign) > 0
         stats.add("neighbour scenarios", len(runs) + 2)
     finally:
         for r in runs.values():
@@ -324,8 +338,6 @@ def test_all_five_tools_beside_trace_cmd(tracefs_root, tmp_path):
         if w.p.poll() is None:
             w.p.kill()
             w.p.wait()
-        os.rmdir(foreign)
-    check_same(tracefs_root, before, "five tools beside trace-cmd")
 
 
 def test_beside_perf_tools(tracefs_root):
