@@ -1,0 +1,155 @@
+"""schedtrace's accounting on arrays (ftracetools.schedvec) against the
+reference, Tracker, event by event: simulated machines whose event
+streams have every irregularity the kernel produces (switches it did not
+record, first switches of CPUs, wakeups of running tasks, exits, forks
+of traced tasks), cut into rounds at random places."""
+
+import os
+import random
+import sys
+
+import pytest
+
+import tooling
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "lib"))
+
+np = pytest.importorskip("numpy")
+from ftracetools import schedvec  # noqa: E402
+
+st = tooling.load_tool("schedtrace")
+from test_schedtrace_unit import FMT_NEW  # noqa: E402
+
+S, D, I, X, Z, PRE = 1, 2, 0x80, 0x10, 0x20, 0x100
+SW, WK, FK = schedvec.SWITCH, schedvec.WAKE, schedvec.FORK
+
+
+def simulate(seed, n=3000, cpus=3, tasks=8, drop=0.03, forks=True, drop_idle=0.0):
+    """Events of a made-up machine: (kind, ts, cpu, a, state, b)."""
+    rng = random.Random(seed)
+    cur = {c: rng.choice([0] + list(range(1, tasks + 1))) for c in range(cpus)}
+    running = {t for t in cur.values() if t}
+    runnable = set(range(1, tasks + 1)) - running
+    sleeping = set()
+    nxt_pid = 1000
+    out = []
+    ts = 10 ** 9
+    for _ in range(n):
+        ts += rng.choice([0, 1, 50, 700, 3000, 20000])
+        r = rng.random()
+        c = rng.randrange(cpus)
+        if r < 0.55:
+            prev = cur[c]
+            if prev:
+                state = rng.choice([0, PRE, PRE, S, S, S, D, I] + ([X, Z] if rng.random() < 0.1 else []))
+                running.discard(prev)
+                if state in (0, PRE):
+                    runnable.add(prev)
+                elif state in (S, D, I):
+                    sleeping.add(prev)
+            else:
+                state = 0
+            cand = sorted(runnable)
+            nxt = rng.choice(cand + [0]) if cand else 0
+            if nxt:
+                runnable.discard(nxt)
+                running.add(nxt)
+            if nxt == prev:
+                continue
+            cur[c] = nxt
+            ev = (SW, ts, c, prev, state, nxt)
+        elif r < 0.9:
+            pool = sorted(sleeping) + sorted(running)[:1] + sorted(runnable)[:1]
+            if not pool:
+                continue
+            t = rng.choice(pool)
+            if t in sleeping:
+                sleeping.discard(t)
+                runnable.add(t)
+            ev = (WK, ts, rng.randrange(cpus), t, 0, 0)
+        elif forks:
+            par = rng.choice(sorted(running)) if running else 1
+            child = nxt_pid
+            nxt_pid += 1
+            runnable.add(child)
+            out.append((FK, ts, c, par, 0, child))
+            ev = (WK, ts, c, child, 0, 0)
+        else:
+            continue
+        if rng.random() < drop or ev[0] == SW and ev[3] == 0 and rng.random() < drop_idle:
+            continue    # a record the kernel did not make
+        out.append(ev)
+    return out
+
+
+def pure(events, keep, start):
+    tr = st.Tracker(st.States(FMT_NEW), keep=keep, start=start)
+    waits = []
+    tr.on_wait = lambda p, c, w: waits.append((p, c, w))
+    for kind, ts, cpu, a, s, b in events:
+        if kind == SW:
+            tr.switch(ts, cpu, a, s, b)
+        elif kind == WK:
+            tr.wakeup(ts, a)
+        elif keep is not None and a in keep:
+            keep.add(b)
+    return tr, waits
+
+
+def arrays(events):
+    cols = list(zip(*events)) if events else [[]] * 6
+    return {c: np.array(cols[i], np.int64) for i, c in enumerate(schedvec.COLUMNS)}
+
+
+def vector(events, keep, start, seed):
+    tr = st.Tracker(st.States(FMT_NEW), keep=keep, start=start)
+    waits = []
+    rounds = schedvec.Rounds(tr)
+    rounds.on_waits = lambda p, c, w: waits.extend(zip(p.tolist(), c.tolist(), w.tolist()))
+    tr.on_wait = lambda p, c, w: waits.append((p, c, w))    # switches done one by one
+    rng = random.Random(seed)
+    i = 0
+    while i < len(events):
+        j = i + rng.choice([1, 5, 50, 400, 2000])
+        rounds.advance(arrays(events[i:j]))
+        i = j
+    return tr, waits
+
+
+def books(tr):
+    return {
+        "tasks": {p: (t.run, t.runs, t.vol, t.invol, t.wait, t.waits, t.max_wait,
+                      t.migr, t.unrec, t.off) for p, t in tr.tasks.items()},
+        "since": tr.since, "ready": tr.ready, "off": tr.off, "cpu": tr.cpu,
+        "cur": tr.cur, "last": tr.last, "unrecorded": tr.unrecorded,
+        "dead": sorted(tr.dead)}
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("traced", [False, True])
+def test_rounds_keep_the_same_books_as_the_tracker(seed, traced):
+    events = simulate(seed, forks=traced)
+    keep = {1, 2, 3} if traced else None
+    want, want_waits = pure(events, set(keep) if traced else None, 10 ** 9)
+    got, got_waits = vector(events, set(keep) if traced else None, 10 ** 9, seed)
+    assert books(got) == books(want)
+    assert sorted(got_waits) == sorted(want_waits)
+    assert want.unrecorded > 0 and any(t.waits for t in want.tasks.values())
+
+
+@pytest.mark.parametrize("drop_idle", [0.0, 0.3])
+def test_rounds_without_irregularities_never_fall_back(drop_idle):
+    """Nor with switch-ins from idle left out (a quarter of them on the
+    6.18 host under a ping-pong): those are counted on arrays too."""
+    events = simulate(3, n=5000, drop=0.0, forks=False, drop_idle=drop_idle)
+    tr = st.Tracker(st.States(FMT_NEW), start=10 ** 9)
+    calls = []
+    real = tr.switch
+    tr.switch = lambda *a: (calls.append(a), real(*a))[1]
+    schedvec.Rounds(tr).advance(arrays(events))
+    # only each CPU's first switch (the trace's start) goes event by event
+    assert len(calls) == len({e[2] for e in events if e[0] == SW})
+    want, _ = pure(events, None, 10 ** 9)
+    assert books(tr) == books(want)
+    assert (want.unrecorded > 10) == (drop_idle > 0)
