@@ -235,7 +235,7 @@ def trace_loop(drain: Callable[[], None], *,
             if wait is not None:
                 wait(t)
             else:
-                time.sleep(t)
+                signals.sleep(t)
             drain()
             now = time.monotonic()
             if next_iv is not None and now >= next_iv:

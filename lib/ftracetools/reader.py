@@ -13,6 +13,8 @@ import select
 import struct
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from . import signals
+
 _U32 = struct.Struct("<I").unpack_from
 _U64 = struct.Struct("<Q").unpack_from
 _S64 = struct.Struct("<q").unpack_from
@@ -167,6 +169,9 @@ class RawReader:
         self.pages = 0
         self.parked: set = set()   # CPUs whose buffer reads ENODEV (offline)
         self._poll = select.poll()
+        self._wake = signals.wakeup_fd()    # an end signal ends a wait
+        if self._wake is not None:
+            self._poll.register(self._wake, select.POLLIN)
         try:
             for c in self.cpus:
                 fd = os.open(os.path.join(buffer_dir, "per_cpu", "cpu%d" % c,
@@ -231,7 +236,12 @@ class RawReader:
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for data; True if some is ready."""
+        if self._wake is not None and signals.pending():
+            return False
         ready = self._poll.poll(max(0, int(timeout * 1000)))
+        if self._wake is not None and any(fd == self._wake for fd, _ in ready):
+            signals.drain_wakeup()
+            ready = [(fd, ev) for fd, ev in ready if fd != self._wake]
         for fd, ev in ready:
             if ev & select.POLLERR:
                 # An offline CPU: park it now, or poll would spin on it.

@@ -401,8 +401,13 @@ class Stream:
         walked = []
         for p in odd:
             rd.note_lost(page_offsets(p, self.layout, walked))
+        return self.rows((t, cpu, page, off) for t, off, page in walked)
+
+    def rows(self, records):
+        """Arrays of records decoded one by one: (ts, cpu, buffer, offset
+        of the payload) each; None if none is ours."""
         rows = []
-        for t, off, page in walked:
+        for t, cpu, page, off in records:
             typ = page[off] | (page[off + 1] << 8)
             w = self.walk.get(typ)
             if w is None:
@@ -420,11 +425,11 @@ class Stream:
         e["comm"] = np.array(cols[6], "S16")
         return e
 
-    def _read(self):
+    def _read(self, drained=None):
         parts = []
         for which, (rd, up) in enumerate(zip(self.readers, self.pages)):
             by_cpu: Dict[int, list] = {}
-            for c, p in rd.drain_pages():
+            for c, p in (rd.drain_pages() if drained is None else drained[which]):
                 by_cpu.setdefault(c, []).append(p)
             for c, pages in by_cpu.items():
                 recs, ts, odd, lost = up.decode(pages)
@@ -438,10 +443,11 @@ class Stream:
                         parts.append(e)
         return parts
 
-    def round(self, upto=None) -> Dict[str, np.ndarray]:
+    def round(self, upto=None, drained=None) -> Dict[str, np.ndarray]:
         """This round's events up to ``upto`` (None: all), in time order;
-        later ones wait for the next round."""
-        parts = [self.carry] + self._read()
+        later ones wait for the next round. ``drained``: the pages, per
+        reader, if the caller has read them already."""
+        parts = [self.carry] + self._read(drained)
         ev = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
         ok = ev["kind"] >= 0
         if not ok.all():
