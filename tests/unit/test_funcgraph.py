@@ -261,3 +261,13 @@ def test_bad_usage(argv, msg, capsys):
 def test_tef_file_checked_before_tracing(capsys, tmp_path):
     rc, err = _rc(["--tef", str(tmp_path / "no" / "such" / "x.json"), "f"], capsys)
     assert rc == 2 and "cannot write" in err
+
+
+def test_default_buffer_is_larger_where_every_function_is_recorded():
+    """4 MB per CPU where the kernel keeps to the calls under FUNCTION;
+    16 MB in an instance (it records every function of the traced
+    threads), within an eighth of the memory available."""
+    with open("/proc/meminfo") as f:
+        avail = next(int(l.split()[1]) for l in f if l.startswith("MemAvailable:"))
+    assert fg._default_kb(False) == 4096
+    assert fg._default_kb(True) == max(4096, min(16384, avail // (8 * os.cpu_count())))
