@@ -188,6 +188,25 @@ def test_interrupt_two_levels_down_belongs_to_the_call_it_interrupted():
     assert sum(folded.values()) == 300000 and folded["f"] == 229900
 
 
+def test_callee_read_after_its_caller_still_nests():
+    """Under emulation a stalled vCPU hands a record on late: h's exit
+    (h inside g) read after g's. The root adopts both; h goes under g, and
+    the folded stacks add up to the root's time (a CI run on 6.1 counted
+    a 352 us callee twice)."""
+    g, _, roots = _graph(text=False, wanted={"f"})
+    _feed(g, [("e", 0, 0, 1, "f", 0),
+              ("x", 361000, 0, 1, "g", 1, 360000, 1000),
+              ("x", 354000, 0, 1, "h", 2, 352000, 2000),
+              ("x", 400000, 0, 1, "f", 0, 400000, 0)])
+    g.finish()
+    assert [(r.func, [k.func for k in r.kids]) for r in roots] == [("f", ["g"])]
+    assert [k.func for k in roots[0].kids[0].kids] == ["h"]
+    folded = {}
+    fg.fold(roots[0], folded)
+    assert sum(folded.values()) == 400000
+    assert folded == {"f": 40000, "f;g": 8000, "f;g;h": 352000}
+
+
 def test_stray_depth_zero_records_are_not_roots():
     """6.1's top level records an interrupt taken as the graph function
     returns (its "in graph" flag still set) at depth 0: not under FUNCTION."""
