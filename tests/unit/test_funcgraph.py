@@ -286,7 +286,10 @@ def test_default_buffer_is_larger_where_every_function_is_recorded():
     """4 MB per CPU where the kernel keeps to the calls under FUNCTION;
     16 MB in an instance (it records every function of the traced
     threads), within an eighth of the memory available."""
-    with open("/proc/meminfo") as f:
-        avail = next(int(l.split()[1]) for l in f if l.startswith("MemAvailable:"))
+    n = os.cpu_count()
     assert fg._default_kb(False) == 4096
-    assert fg._default_kb(True) == max(4096, min(16384, avail // (8 * os.cpu_count())))
+    assert fg._default_kb(False, avail_kb=1 << 40) == 4096
+    assert fg._default_kb(True, avail_kb=1 << 40) == 16384
+    assert fg._default_kb(True, avail_kb=8 * n * 10000) == 10000
+    assert fg._default_kb(True, avail_kb=8 * n * 1000) == 4096
+    assert 4096 <= fg._default_kb(True) <= 16384   # this machine's memory
