@@ -30,14 +30,22 @@ def _read(path: str) -> str:
             text = f.read().decode(errors="replace")
         if path.endswith("buffer_size_kb"):
             # "7 (expanded: 1408)" is a buffer not yet allocated; the first
-            # user of any buffer allocates it (on some kernels, every
-            # buffer), after which it reads "1408": the same setting.
+            # user of any buffer allocates it (on 6.1, an event enabled in
+            # any instance allocates the top level's), after which it
+            # reads 1410: 1408 KB in whole 4080-byte pages. The same
+            # setting; a plain 7 is not (the kernel will never expand it).
             m = re.match(r"^\d+ \(expanded: (\d+)\)", text)
             if m:
-                text = m.group(1) + "\n"
+                text = "%d\n" % expanded_kb(int(m.group(1)))
         return text
     except OSError as e:
         return "!" + (os.strerror(e.errno) if e.errno else str(e))
+
+
+def expanded_kb(kb: int, data_size: int = 4080) -> int:
+    """What ``buffer_size_kb`` reads once ``kb`` is allocated: whole
+    sub-buffer pages of ``data_size`` bytes of data (events/header_page)."""
+    return -(-kb * 1024 // data_size) * data_size >> 10
 
 
 def _events(base: str, rel: str, out: Dict[str, str]) -> None:

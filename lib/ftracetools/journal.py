@@ -16,7 +16,8 @@ from typing import Callable, Dict, List, Optional
 from . import rundir, tracefs
 from .errors import ToolError
 
-# One undo step: {"op": "write"|"append"|"rmdir", "path": rel, "value": str}
+# One undo step: {"op": "write"|"append"|"rmdir"|"expand", "path": rel,
+# "value": str}
 
 
 def apply(root: str, step: Dict[str, str]) -> Optional[str]:
@@ -49,6 +50,12 @@ def apply(root: str, step: Dict[str, str]) -> Optional[str]:
             tracefs.write(p, step["value"])
         elif op == "append":
             tracefs.write(p, step["value"], append=True)
+        elif op == "expand":
+            # (session._keep_expansion) still unexpanded, as found: nothing
+            # to do; a plain N where it read "N (expanded: M)": write M
+            small, big = step["value"].split()
+            if tracefs.read(p).strip() == small:
+                tracefs.write(p, big)
         else:
             return "unknown undo step %r" % op
     except OSError as e:

@@ -34,6 +34,7 @@ _PID_LISTS = ("set_event_pid", "set_ftrace_pid", "set_event_notrace_pid",
 # "N:ERRNO" makes the Nth tracefs write of a session fail with that errno;
 # FTRACETOOLS_SLOW=SECS sleeps before each write and each undo step, and
 # says "setting up" on stderr, so signals can be aimed at set-up/teardown.
+_UNEXPANDED = re.compile(r"^\s*(\d+) \(expanded: (\d+)\)")
 _FAULT_ENV = "FTRACETOOLS_FAIL_WRITE"
 _SLOW_ENV = "FTRACETOOLS_SLOW"
 
@@ -51,6 +52,12 @@ def undo_value(name: str, old: str) -> str:
     if base == "filter":
         return "0" if old.strip() == "none" else old.strip()
     if base == "buffer_size_kb":
+        # "7 (expanded: 1408)": not yet allocated; the kernel gives its
+        # first user 1408. Once a user has been, it never expands again,
+        # so "as found" is the expanded size.
+        m = _UNEXPANDED.match(old)
+        if m:
+            return m.group(2)
         return old.split()[0] if old.split() else old
     return old.strip()
 
@@ -96,6 +103,7 @@ class Session:
                       "record nothing (sysctl kernel.ftrace_enabled=1)")
         try:
             self._journal = journal.Journal(self.tool, self.root)
+            self._keep_expansion()
             if self.top_level:
                 self._lock = TopLevelLock(self.tool)
                 self._lock.acquire()
@@ -128,6 +136,18 @@ class Session:
         sib.dir = self._make_instance(sib.instance)
         sib._backstop()
         return sib
+
+    def _keep_expansion(self) -> None:
+        """A top-level buffer found unexpanded (``7 (expanded: 1408)``)
+        is given its expanded size at the end if the kernel marked the
+        buffers expanded meanwhile without growing it (6.1 does so when
+        a tracer is set or a buffer resized in an instance): else every
+        later user of the top level would get 7 KB per CPU."""
+        found = tracefs.read_opt(os.path.join(self.root, "buffer_size_kb")) or ""
+        m = _UNEXPANDED.match(found)
+        if m:
+            self._record({"op": "expand", "path": "buffer_size_kb",
+                          "value": "%s %s" % m.groups()})
 
     def _make_instance(self, name: str) -> str:
         """Create instances/NAME, its removal journaled first."""

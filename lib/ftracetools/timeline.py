@@ -57,10 +57,6 @@ class Timeline:
     def dump(self) -> Dict[str, Any]:
         return {"traceEvents": self.events, "displayTimeUnit": "ns"}
 
-    def write(self, path: str) -> None:
-        """Write the JSON file (atomically: a temporary file, then rename)."""
-        import os
-        tmp = "%s.tmp%d" % (path, os.getpid())
-        with open(tmp, "w") as f:
-            json.dump(self.dump(), f, separators=(",", ":"))
-        os.replace(tmp, path)
+    def encode(self) -> bytes:
+        """The JSON file's contents (write them with ``outfile.OutFile``)."""
+        return json.dumps(self.dump(), separators=(",", ":")).encode()

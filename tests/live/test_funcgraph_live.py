@@ -176,6 +176,8 @@ def test_maxdepth_and_the_top_level_shared():
     from ftracetools.session import Session
     func = getppid_function()
     inst = Features().has("function_graph_instance")
+    size = os.path.join(_root(), "buffer_size_kb")
+    found = tracestate.snapshot(_root())["buffer_size_kb"]
     with Session("holder", top_level=True) as s:
         s.set("set_event", "sched:sched_process_exit")
         before = tracestate.snapshot(s.root)
@@ -192,6 +194,11 @@ def test_maxdepth_and_the_top_level_shared():
     lines = [l for l in out.splitlines() if "|" in l]
     assert sum(1 for l in lines if l.endswith("|  %s();" % func)) == N, out[-2000:]
     assert CALLEE not in out and "LOST" not in out
+    # On 6.1 funcgraph resizes the top level's buffer; found unexpanded
+    # ("7 (expanded: 1408)", the cold 6.1 guest) it is left at the size
+    # the kernel would give (1410), never at 7 KB (tests/vm/runvm.py
+    # checks the guest's last reading too)
+    assert tracestate.snapshot(_root())["buffer_size_kb"] == found, open(size).read()
 
 
 @pytest.mark.needs("function_graph")

@@ -203,5 +203,6 @@ def test_undo_values():
     assert undo_value("set_event_pid", "1\n2\n") == "1 2"
     assert undo_value("trace_clock", "[local] global counter mono\n") == "local"
     assert undo_value("events/sched/sched_switch/filter", "none\n") == "0"
-    assert undo_value("buffer_size_kb", "7 (expanded: 1408)\n") == "7"
+    assert undo_value("buffer_size_kb", "7 (expanded: 1408)\n") == "1408"
+    assert undo_value("buffer_size_kb", "4096\n") == "4096"
     assert undo_value("tracing_on", "1\n") == "1"

@@ -93,7 +93,8 @@ def test_session_undoes_everything_on_error(fake):
             assert (inst / "events/sched/sched_switch/filter").read_text() == "prev_pid == 1"
             j = os.path.join(os.environ[rundir.ENV], "journal.%d" % os.getpid())
             steps = [json.loads(l) for l in open(j)]
-            assert steps[0]["tool"] == "t" and steps[1]["op"] == "rmdir"
+            assert steps[0]["tool"] == "t" and steps[1]["op"] == "expand"
+            assert steps[2]["op"] == "rmdir"
             raise RuntimeError("boom")
     # The fake instance directory holds files, so rmdir fails there; the
     # settings inside it were restored first, in reverse.
@@ -238,3 +239,35 @@ def test_a_full_run_directory_changes_nothing(fake, monkeypatch):
     monkeypatch.setattr(os, "write", real)
     assert (fake / "current_tracer").read_text() == "nop\n"
     assert not [n for n in os.listdir(rundir.path()) if n.startswith(("journal.", "new."))]
+
+
+def test_an_unexpanded_top_level_buffer_is_left_expandable(fake):
+    """6.1 marks the buffers expanded when an instance sets a tracer or a
+    buffer size, without growing the top level's 7 KB: the session gives
+    it the size it was to get (the guests check it on the real kernel)."""
+    with session.Session("t", features=Features(str(fake))):
+        (fake / "buffer_size_kb").write_text("7\n")   # the kernel's doing
+    assert (fake / "buffer_size_kb").read_text() == "1408"
+    # still unexpanded at the end: nothing is written (nothing allocated)
+    (fake / "buffer_size_kb").write_text("7 (expanded: 1408)\n")
+    with session.Session("t", features=Features(str(fake))):
+        pass
+    assert (fake / "buffer_size_kb").read_text() == "7 (expanded: 1408)\n"
+
+
+def test_a_top_level_buffer_size_is_restored_expanded(fake):
+    with session.Session("t", top_level=True, features=Features(str(fake))) as s:
+        s.set_buffer_kb(4096)
+        assert (fake / "buffer_size_kb").read_text() == "4096"
+    assert (fake / "buffer_size_kb").read_text() == "1408"
+
+
+def test_recovery_expands_what_a_killed_run_left(fake):
+    d = rundir.ensure()
+    (fake / "buffer_size_kb").write_text("7\n")
+    with open(os.path.join(d, "journal.999999"), "w") as f:
+        f.write(json.dumps({"tool": "funcgraph", "pid": 999999, "root": str(fake)}) + "\n")
+        f.write(json.dumps({"op": "expand", "path": "buffer_size_kb",
+                            "value": "7 1408"}) + "\n")
+    journal.recover(lambda m: None)
+    assert (fake / "buffer_size_kb").read_text() == "1408"

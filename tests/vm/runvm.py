@@ -33,10 +33,11 @@ Usage:
                         the test fails and the run goes on (tests/vm/vmprogress.py)
     --guest-cmd CMD     run CMD in the guest instead of pytest (debugging;
                         the kernel passes when CMD exits 0)
-    --cold-tracefs      leave the guest's top-level trace buffer unallocated
-                        (by default the guest writes 0 to events/enable first,
-                        allocating it as any first use of tracing does; see
-                        guest_script)
+    --cold-tracefs      leave every guest's top-level trace buffer unallocated,
+                        as a machine boots (default: only the 6.1 guest, see
+                        --warm; the others write 0 to events/enable first,
+                        allocating it as any first use of tracing does)
+    --warm              allocate it in every guest, 6.1 included
     --parallel N        boot up to N kernels at once (default: one per host
                         CPU; env FTRACETOOLS_VM_PARALLEL)
     --verbose           also print the guest's boot messages (they always go
@@ -174,6 +175,20 @@ class Boot:
         return None if self.boot_s is None else self.total_s - self.boot_s
 
 
+def cold(args: argparse.Namespace, release: str) -> bool:
+    """Whether this guest starts with its top-level buffer unallocated.
+
+    A machine boots so ("7 (expanded: 1408)"), and 6.1 is where it bites:
+    a tracer set or a buffer sized in an instance marks the buffers
+    expanded without growing the top level, which then stays at 7 KB for
+    every later user unless the tools restore it (session._keep_expansion).
+    The 6.1 guest runs cold so that every live test checks that.
+    """
+    if args.cold_tracefs:
+        return True
+    return not args.warm and release.startswith("6.1.")
+
+
 def guest_script(args: argparse.Namespace, rel: str, extra: List[str]) -> str:
     q = shlex.quote
     rw = args.rwdir
@@ -181,14 +196,12 @@ def guest_script(args: argparse.Namespace, rel: str, extra: List[str]) -> str:
     lines = [
         "mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null",
     ]
-    if not args.cold_tracefs:
-        # Allocate the top-level ring buffer now, as any first use of tracing
-        # does: on 6.1, the first tracer set in an instance flips the global
-        # "expanded" flag without allocating it, so buffer_size_kb goes from
-        # "7 (expanded: 1408)" to "7", otherwise to "1410": an order-
-        # dependent change that the tracefs_unchanged check would blame on
-        # whichever test came first.
+    if not cold(args, rel):
+        # Allocate the top-level ring buffer now, as any first use of
+        # tracing does.
         lines.append("echo 0 > /sys/kernel/tracing/events/enable 2>/dev/null")
+    lines.append("echo \"top-level buffer_size_kb at start: $(cat "
+                 "/sys/kernel/tracing/buffer_size_kb)\"")
     lines += [
         "echo %s" % UP_MARK,
         "cd %s || exit 90" % q(REPO),
@@ -222,6 +235,7 @@ def guest_script(args: argparse.Namespace, rel: str, extra: List[str]) -> str:
         lines.append(" ".join(q(c) for c in cmd))
     lines += [
         "rc=$?",
+        "echo \"top-level buffer_size_kb at end: $(cat /sys/kernel/tracing/buffer_size_kb)\"",
         "echo $rc > %s" % q(os.path.join(rw, "rc-%s" % rel)),
         "exit $rc",
     ]
@@ -470,6 +484,7 @@ def report(b: Boot, args: argparse.Namespace) -> bool:
         if prog is not None and prog.duration:
             slow = sorted(prog.duration.items(), key=lambda kv: -kv[1])[:5]
             log("  slowest: " + ", ".join("%s %.0f s" % (n.split("::", 1)[-1], d) for n, d in slow))
+    problems += buffer_problems(b.console)
     trouble = [ln for ln in b.console[b.up_at:] if KERNEL_TROUBLE.search(ln)]
     if b.boot_s is None:
         trouble = []   # boot messages: shown below with the last console lines
@@ -495,6 +510,26 @@ def report(b: Boot, args: argparse.Namespace) -> bool:
     return ok
 
 
+BUFFER_LINE = re.compile(r"top-level buffer_size_kb at (start|end): (.*)$")
+
+
+def buffer_problems(console: List[str]) -> List[str]:
+    """A top-level buffer found unexpanded ("7 (expanded: 1408)") must not
+    be left at a plain 7: the kernel would never expand it again, and
+    every later user of the top level would get 7 KB per CPU."""
+    seen = {}
+    for ln in console:
+        m = BUFFER_LINE.search(ln)
+        if m:
+            seen[m.group(1)] = m.group(2).strip()
+    start, end = seen.get("start", ""), seen.get("end", "")
+    m = re.match(r"^(\d+) \(expanded: (\d+)\)$", start)
+    if m and end == m.group(1):
+        return ["the top-level buffer was left unexpanded: it read %r at boot "
+                "and %r after the tests" % (start, end)]
+    return []
+
+
 # --- main -----------------------------------------------------------------------
 
 def parse_args(argv: List[str]) -> Tuple[argparse.Namespace, List[str]]:
@@ -515,7 +550,10 @@ def parse_args(argv: List[str]) -> Tuple[argparse.Namespace, List[str]]:
                     % DEFAULT_TEST_TIMEOUT)
     ap.add_argument("--guest-cmd", help="run this shell command in the guest instead of pytest")
     ap.add_argument("--cold-tracefs", action="store_true",
-                    help="do not allocate the top-level trace buffer before the tests")
+                    help="do not allocate the top-level trace buffer before the tests "
+                    "in any guest (default: only in the 6.1 guest)")
+    ap.add_argument("--warm", action="store_true",
+                    help="allocate the top-level trace buffer in every guest")
     ap.add_argument("--parallel", type=int, default=int(os.environ.get("FTRACETOOLS_VM_PARALLEL") or 0),
                     help="kernels booted at once (default: one per host CPU)")
     ap.add_argument("--verbose", action="store_true")

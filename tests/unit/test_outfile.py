@@ -1,0 +1,132 @@
+"""Output files behave as a shell redirection would (ftracetools.outfile)."""
+
+import os
+import stat
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from ftracetools.errors import ToolError, UsageError
+from ftracetools.outfile import OutFile
+
+
+def test_a_new_file_is_written(tmp_path):
+    p = tmp_path / "t.json"
+    OutFile(str(p)).write("{}")
+    assert p.read_text() == "{}"
+    assert os.listdir(tmp_path) == ["t.json"]
+
+
+def test_a_regular_file_is_replaced_keeping_its_mode(tmp_path):
+    p = tmp_path / "t.json"
+    p.write_text("old, and longer than the new")
+    os.chmod(p, 0o600)
+    OutFile(str(p)).write("new")
+    assert p.read_text() == "new"
+    assert stat.S_IMODE(os.stat(p).st_mode) == 0o600
+    assert os.listdir(tmp_path) == ["t.json"]
+
+
+def test_a_symlink_is_followed_not_replaced(tmp_path):
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    os.symlink("real.json", link)
+    OutFile(str(link)).write("new")
+    assert os.path.islink(link) and os.readlink(link) == "real.json"
+    assert target.read_text() == "new"
+    assert sorted(os.listdir(tmp_path)) == ["link.json", "real.json"]
+
+
+def test_a_dangling_symlink_creates_its_target(tmp_path):
+    link = tmp_path / "link.json"
+    os.symlink("made.json", link)
+    OutFile(str(link)).write("x")
+    assert os.path.islink(link) and (tmp_path / "made.json").read_text() == "x"
+
+
+def test_a_fifo_is_written_in_place(tmp_path):
+    p = tmp_path / "fifo"
+    os.mkfifo(p)
+    got = []
+    r = threading.Thread(target=lambda: got.append(open(p).read()))
+    r.start()
+    for _ in range(200):     # the reader opens its end first, as a shell's would
+        try:
+            out = OutFile(str(p))
+            break
+        except ToolError:
+            threading.Event().wait(0.01)
+    out.write("through the pipe")
+    r.join(5)
+    assert got == ["through the pipe"]
+    assert stat.S_ISFIFO(os.stat(p).st_mode) and os.listdir(tmp_path) == ["fifo"]
+
+
+def test_a_fifo_without_reader_is_refused_at_once(tmp_path):
+    p = tmp_path / "fifo"
+    os.mkfifo(p)
+    with pytest.raises(ToolError, match="FIFO with no reader"):
+        OutFile(str(p))
+
+
+def test_dev_stdout_to_a_pipe_is_written_in_place():
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "from ftracetools.outfile import OutFile\n"
+            "OutFile('/dev/stdout').write('timeline')\n" % os.path.join(
+                os.path.dirname(__file__), "..", "..", "lib"))
+    r = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, timeout=30)
+    assert r.returncode == 0 and r.stdout == b"timeline"
+    assert os.path.islink("/dev/stdout")
+
+
+def test_dev_stdout_to_a_file_appends_to_it(tmp_path):
+    out = tmp_path / "out"
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "print('before', flush=True)\n"
+            "from ftracetools.outfile import OutFile\n"
+            "OutFile('/dev/stdout').write('timeline')\n" % os.path.join(
+                os.path.dirname(__file__), "..", "..", "lib"))
+    with open(out, "w") as f:
+        r = subprocess.run([sys.executable, "-c", code], stdout=f, timeout=30)
+    assert r.returncode == 0 and out.read_text() == "before\ntimeline"
+    assert os.listdir(tmp_path) == ["out"]
+
+
+def test_a_character_device_is_written_in_place():
+    OutFile("/dev/null").write("x" * 10000)
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+@pytest.mark.parametrize("where, why", [
+    ("DIR", "it is a directory"),
+    ("DIR/no/such/x.json", "no such directory"),
+])
+def test_bad_places_are_refused_before_anything(tmp_path, where, why):
+    with pytest.raises(UsageError, match=why):
+        OutFile(where.replace("DIR", str(tmp_path)))
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_full_disk_leaves_nothing_beside_the_file(tmp_path, monkeypatch):
+    p = tmp_path / "t.json"
+    p.write_text("old")
+    out = OutFile(str(p))
+    real = os.write
+
+    def full(fd, data):
+        if os.readlink("/proc/self/fd/%d" % fd).startswith(str(tmp_path)):
+            raise OSError(28, os.strerror(28))
+        return real(fd, data)
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(ToolError, match="cannot write .*No space left on device"):
+        out.write("new")
+    monkeypatch.setattr(os, "write", real)
+    assert p.read_text() == "old" and os.listdir(tmp_path) == ["t.json"]
+
+
+def test_dev_full_is_an_error_not_a_traceback():
+    with pytest.raises(ToolError, match="No space left"):
+        OutFile("/dev/full").write("x")
