@@ -19,7 +19,7 @@ import tracestate  # noqa: E402
 
 
 def _features():
-    from ftracetools.features import Features
+    from ftracetools.kernel.features import Features
     if os.geteuid() != 0:
         return None
     try:

@@ -94,7 +94,7 @@ def run_funccount(method: str, func: str, calls: int) -> Tuple[float, float, int
 
 
 def run_tracecmd(func: str, calls: int) -> Tuple[float, float, int]:
-    from ftracetools.features import Features
+    from ftracetools.kernel.features import Features
     load = Load(calls)
     d = tempfile.mkdtemp()
     dat = os.path.join(d, "trace.dat")
@@ -127,7 +127,7 @@ def run_tracecmd(func: str, calls: int) -> Tuple[float, float, int]:
 def main(argv: List[str]) -> int:
     calls = int(argv[1]) if len(argv) > 1 else 200000
     rounds = int(argv[2]) if len(argv) > 2 else 3
-    from ftracetools.features import Features
+    from ftracetools.kernel.features import Features
     feat = Features()
     why = feat.why_not("function")
     if why:

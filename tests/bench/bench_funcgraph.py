@@ -151,7 +151,7 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=5000)
     ap.add_argument("-r", type=int, default=3)
     a = ap.parse_args()
-    from ftracetools.features import Features
+    from ftracetools.kernel.features import Features
     f = Features()
     why = f.why_not("function_graph")
     if why:

@@ -117,8 +117,8 @@ def t_pagefaults(w):
 
 
 def t_limit(w):
-    from ftracetools.reader import lost_from_stats, read_stats
-    from ftracetools.session import Session
+    from ftracetools.ring.reader import lost_from_stats, read_stats
+    from ftracetools.kernel.session import Session
     with Session("pfbench") as s:
         s.set_buffer_kb(4096)
         s.set_pids("set_event_pid", [w.pid])
@@ -135,8 +135,8 @@ def t_count_only(w):
     """The alternative to reading events: one instance per kind, counts
     from per_cpu stats. Five buffers are written per fault, not one."""
     import contextlib
-    from ftracetools.reader import lost_from_stats, read_stats
-    from ftracetools.session import Session
+    from ftracetools.ring.reader import lost_from_stats, read_stats
+    from ftracetools.kernel.session import Session
     kinds = [(("user", "kernel"), None), (("kernel",), None),
              (("user", "kernel"), "error_code & 2"),
              (("user", "kernel"), "error_code & 16"),

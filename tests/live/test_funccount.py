@@ -134,7 +134,7 @@ def _needs(method: str):
 # -- the host: function tracing forbidden --------------------------------------
 
 def test_refuses_clearly_when_function_tracing_is_forbidden(tracefs_root):
-    from ftracetools.features import Features
+    from ftracetools.kernel.features import Features
     why = Features(tracefs_root).why_not("function")
     if why is None:
         pytest.skip("function tracing is allowed here (the refusal is for kernels "

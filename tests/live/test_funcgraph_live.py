@@ -41,7 +41,7 @@ if sys.argv[2] == "wait":   # stay alive: an exit's teardown is no part of the t
 
 
 def _root():
-    from ftracetools.features import Features
+    from ftracetools.kernel.features import Features
     return Features().root
 
 
@@ -103,7 +103,7 @@ def text_trees(text: str, marker: str = ""):
 def test_refuses_clearly_and_changes_nothing():
     """EPERM kernels (like the development host): one line, exit 1.
     Elsewhere: an unknown name is refused with close matches."""
-    from ftracetools.features import Features
+    from ftracetools.kernel.features import Features
     why = Features().why_not("function_graph")
     if why:
         r = tooling.run("funcgraph", "vfs_read")
@@ -172,8 +172,8 @@ def test_maxdepth_and_the_top_level_shared():
     holds the top level: on kernels with function_graph in instances both
     run; elsewhere funcgraph refuses and changes nothing."""
     import tracestate
-    from ftracetools.features import Features
-    from ftracetools.session import Session
+    from ftracetools.kernel.features import Features
+    from ftracetools.kernel.session import Session
     func = getppid_function()
     inst = Features().has("function_graph_instance")
     size = os.path.join(_root(), "buffer_size_kb")

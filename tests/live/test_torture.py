@@ -70,7 +70,7 @@ def hand_made_instance(root, name):
 
 def recorded(instance):
     """Events in an instance's buffers (the kernel's own per-CPU stats)."""
-    from ftracetools import reader
+    from ftracetools.ring import reader
     return sum(reader.read_stats(os.path.join(instance, "per_cpu", c)).get("entries", 0)
                for c in os.listdir(os.path.join(instance, "per_cpu")))
 
@@ -220,7 +220,7 @@ def test_every_setup_write_failing(tool, err, tracefs_root):
 def test_all_tools_and_foreign_users_at_once(tracefs_root, tmp_path):
     """Every tool this kernel can run, two copies of one, and a foreign
     instance: all run, none changes another's settings."""
-    from ftracetools.features import Features
+    from ftracetools.kernel.features import Features
     feat = Features()
     runnable = [t for t in sorted(TOOLS) if all(feat.has(f) for f in TOOLS[t][1])]
     before = tracestate.snapshot(tracefs_root)
@@ -398,7 +398,7 @@ def test_beside_a_foreign_tracer(tracefs_root):
     perf counts a known number of execs exactly, ours run and end cleanly,
     and nothing is left changed. (In the guests, five tools plus perf under
     emulation outran the per-test limit: host only for now.)"""
-    from ftracetools.features import Features
+    from ftracetools.kernel.features import Features
     feat = Features()
     runnable = [t for t in sorted(TOOLS) if all(feat.has(f) for f in TOOLS[t][1])]
     before = tracestate.snapshot(tracefs_root)
@@ -569,7 +569,7 @@ def hotplug_cpu():
 
 
 def cpulib_online():
-    from ftracetools import cpus
+    from ftracetools.host import cpus
     return cpus.online()
 
 

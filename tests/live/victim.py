@@ -18,8 +18,8 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
 
 from ftracetools import cli  # noqa: E402
-from ftracetools.reader import RawReader  # noqa: E402
-from ftracetools.session import Session  # noqa: E402
+from ftracetools.ring.reader import RawReader  # noqa: E402
+from ftracetools.kernel.session import Session  # noqa: E402
 
 
 def body(args) -> int:

@@ -11,7 +11,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "lib"))
 
-from ftracetools import symbols  # noqa: E402
+from ftracetools.kernel import symbols  # noqa: E402
 from ftracetools.errors import UsageError  # noqa: E402
 
 

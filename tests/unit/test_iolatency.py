@@ -16,7 +16,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "lib"))
 
-from ftracetools import reader  # noqa: E402
+from ftracetools.ring import reader  # noqa: E402
+from ftracetools.ring import pages  # noqa: E402
 
 iol = tooling.load_tool("iolatency")
 
@@ -356,7 +357,7 @@ def test_text_fits_80_columns():
     assert max(len(l) for l in lines) <= 80, max(lines, key=len)
 
 
-# -- reader.page_offsets ---------------------------------------------------------
+# -- pages.page_offsets ---------------------------------------------------------
 
 def _page(events):
     """A sub-buffer page: header (ts 1000, commit), then events with deltas."""
@@ -373,10 +374,10 @@ def _page(events):
 
 def test_page_offsets_agrees_with_parse_page():
     page = _page([(10, payload("start", 1)), (20, payload("complete", 1))])
-    layout = reader.PageLayout("/nonexistent")
+    layout = pages.PageLayout("/nonexistent")
     a, b = [], []
-    reader.parse_page(page, 0, layout, a)
-    reader.page_offsets(page, layout, b)
+    pages.parse_page(page, 0, layout, a)
+    pages.page_offsets(page, layout, b)
     assert [e[0] for e in a] == [e[0] for e in b] == [1010, 1030, 1030 + (2 << 27) + 3 + 1]
     assert [bytes(e[3][:64]) for e in a] == [page[off:off + 64] for _, off, _ in b]
 
@@ -411,7 +412,7 @@ Totals:
 
 
 def test_parse_hist_sections():
-    from ftracetools.synthlat import parse_hist
+    from ftracetools.kernel.triggers import parse_hist
     (a, ta), (b, tb) = parse_hist(HIST)
     assert a == {"dev=7340032,lat=45": {"hitcount": 3}, "dev=7340032,lat=130": {"hitcount": 12}}
     assert ta == {"Hits": 15, "Entries": 2, "Dropped": 0}

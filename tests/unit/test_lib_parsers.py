@@ -4,9 +4,16 @@ import struct
 
 import pytest
 
-from ftracetools import cpus, events, filters, hist, output, reader, symbols
+from ftracetools.host import cpus
+from ftracetools.kernel import formats as events
+from ftracetools.kernel import filters
+from ftracetools.report import histogram as hist
+from ftracetools.report import text as output
+from ftracetools.ring import reader
+from ftracetools.ring import pages  # noqa: E402
+from ftracetools.kernel import symbols
 from ftracetools.errors import UsageError
-from ftracetools.session import undo_value
+from ftracetools.kernel.session import undo_value
 
 SWITCH = """name: sched_switch
 ID: 372
@@ -67,7 +74,7 @@ def _page(events_bytes, ts=1000, missed=None):
 
 
 def test_parse_page_all_event_kinds():
-    lay = reader.PageLayout("/nonexistent")
+    lay = pages.PageLayout("/nonexistent")
     p1 = switch_payload(prev_pid=1)
     ev = struct.pack("<I", (10 << 5) | 16) + p1             # type_len 16, +10 ns
     ev += struct.pack("<II", (3 << 5) | 30, 1)              # time extend: +2**27+3
@@ -75,16 +82,16 @@ def test_parse_page_all_event_kinds():
     ev += struct.pack("<II", (1 << 5) | 29, 12) + b"\0" * 8  # padding: no time
     ev += struct.pack("<I", (2 << 5) | 16) + switch_payload(prev_pid=3)
     out = []
-    assert reader.parse_page(_page(ev), 1, lay, out) == 0
+    assert pages.parse_page(_page(ev), 1, lay, out) == 0
     assert [e[0] for e in out] == [1010, 1010 + (1 << 27) + 3 + 5, 1010 + (1 << 27) + 8 + 2]
     assert [struct.unpack_from("<i", e[3], 24)[0] for e in out] == [1, 2, 3]
     assert all(e[1] == 1 and e[2] == 372 for e in out)
 
 
 def test_parse_page_lost_events():
-    lay = reader.PageLayout("/nonexistent")
+    lay = pages.PageLayout("/nonexistent")
     out = []
-    assert reader.parse_page(_page(b"", missed=42), 0, lay, out) == 42
+    assert pages.parse_page(_page(b"", missed=42), 0, lay, out) == 42
     assert out == []
 
 
@@ -95,7 +102,7 @@ def test_real_header_page_layout(tmp_path):
         "\tfield: local_t commit;\toffset:8;\tsize:8;\tsigned:1;\n"
         "\tfield: int overwrite;\toffset:8;\tsize:1;\tsigned:1;\n"
         "\tfield: char data;\toffset:16;\tsize:8176;\tsigned:0;\n")
-    lay = reader.PageLayout(str(tmp_path))
+    lay = pages.PageLayout(str(tmp_path))
     assert (lay.commit_off, lay.data_off, lay.page_size) == (8, 16, 8192)
 
 
@@ -107,7 +114,7 @@ def test_stats():
 @pytest.mark.parametrize("text,cpus", [("3", {3}), ("0,2-3", {0, 2, 3}), ("0-1", {0, 1}),
                                        (" 1 ", {1})])
 def test_cpulist(text, cpus):
-    from ftracetools.cpus import parse_cpulist
+    from ftracetools.host.cpus import parse_cpulist
     assert parse_cpulist(text, check=False) == cpus
 
 

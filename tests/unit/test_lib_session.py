@@ -5,9 +5,13 @@ import os
 
 import pytest
 
-from ftracetools import journal, lock, rundir, session, tracefs
+from ftracetools.kernel import journal
+from ftracetools.kernel import lock
+from ftracetools.kernel import rundir
+from ftracetools.kernel import session
+from ftracetools.kernel import tracefs
 from ftracetools.errors import ToolError
-from ftracetools.features import Features
+from ftracetools.kernel.features import Features
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from ftracetools.errors import ToolError, UsageError
-from ftracetools.outfile import OutFile
+from ftracetools.report.outfile import OutFile
 
 
 def test_a_new_file_is_written(tmp_path):
@@ -74,7 +74,7 @@ def test_a_fifo_without_reader_is_refused_at_once(tmp_path):
 
 def test_dev_stdout_to_a_pipe_is_written_in_place():
     code = ("import sys; sys.path.insert(0, %r)\n"
-            "from ftracetools.outfile import OutFile\n"
+            "from ftracetools.report.outfile import OutFile\n"
             "OutFile('/dev/stdout').write('timeline')\n" % os.path.join(
                 os.path.dirname(__file__), "..", "..", "lib"))
     r = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, timeout=30)
@@ -86,7 +86,7 @@ def test_dev_stdout_to_a_file_appends_to_it(tmp_path):
     out = tmp_path / "out"
     code = ("import sys; sys.path.insert(0, %r)\n"
             "print('before', flush=True)\n"
-            "from ftracetools.outfile import OutFile\n"
+            "from ftracetools.report.outfile import OutFile\n"
             "OutFile('/dev/stdout').write('timeline')\n" % os.path.join(
                 os.path.dirname(__file__), "..", "..", "lib"))
     with open(out, "w") as f:

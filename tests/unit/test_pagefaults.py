@@ -8,8 +8,8 @@ import pytest
 import tooling
 
 from ftracetools.errors import UsageError
-from ftracetools.reader import PageLayout
-from ftracetools import pages
+from ftracetools.ring.pages import PageLayout
+from ftracetools.ring import pages
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PATH = os.path.join(HERE, "..", "..", "bin", "pagefaults")
@@ -99,7 +99,7 @@ def test_fold_major_minor_columns():
 
 
 def test_fast_layout_of_this_format():
-    from ftracetools.events import EventFormat
+    from ftracetools.kernel.formats import EventFormat
     f = EventFormat("exceptions", FORMAT)
     assert pf._fast_layout({"user": f, "kernel": f}) == (32, 2, 7, 9)
 

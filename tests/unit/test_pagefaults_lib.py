@@ -2,8 +2,9 @@
 
 import struct
 
-from ftracetools import maps, pages
-from ftracetools.reader import PageLayout, parse_page
+from ftracetools.host import maps
+from ftracetools.ring import pages
+from ftracetools.ring.pages import PageLayout, parse_page
 
 LAYOUT = PageLayout("/nonexistent")  # the defaults: 64-bit header, 4 KB pages
 
@@ -61,8 +62,8 @@ def test_records_trailing_padding_and_empty():
 
 
 def test_page_lost():
-    assert pages.page_lost(page(fault(1, 0, 0, 0)), LAYOUT) == 0
-    assert pages.page_lost(page(fault(1, 0, 0, 0), lost=42), LAYOUT) == 42
+    assert pages.page_header(page(fault(1, 0, 0, 0)), LAYOUT)[3] == 0
+    assert pages.page_header(page(fault(1, 0, 0, 0), lost=42), LAYOUT)[3] == 42
 
 
 MAPS = """\

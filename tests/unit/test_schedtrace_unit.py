@@ -189,7 +189,7 @@ def _page(ts0, deltas):
 
 class _FakeReader:
     def __init__(self, pages):
-        from ftracetools.reader import PageLayout
+        from ftracetools.ring.pages import PageLayout
         self.cpus = sorted({c for c, _ in pages})
         self.layout = PageLayout("/nonexistent")
         self.todo = list(pages)
@@ -209,7 +209,7 @@ class _FakeReader:
 
 def test_feed_merges_cpus_in_time_order():
     # CPU 0: events at 100 and 150; CPU 1: at 120 and 200.
-    from ftracetools.feed import Feed
+    from ftracetools.ring.merge import Feed
     f = Feed(_FakeReader([(0, _page(100, [0, 50])), (1, _page(120, [0, 80]))]), 1024)
     assert f.pull() == 2
     got = f.take(10 ** 9, max_pages=1)      # CPU 0's page; CPU 1's is older than 150
@@ -223,7 +223,7 @@ def test_feed_merges_cpus_in_time_order():
 def test_feed_holds_a_bounded_backlog():
     """Behind the kernel, the tool stops reading (the kernel's buffer holds
     the rest, or counts what it drops) rather than growing without end."""
-    from ftracetools.feed import Feed
+    from ftracetools.ring.merge import Feed
     r = _FakeReader([(c, _page(100 * i + c, [0])) for i in range(5) for c in (0, 1)])
     f = Feed(r, 4)
     assert f.pull() == 4 and f.backlog() == 4

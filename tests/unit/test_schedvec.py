@@ -16,7 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "lib"))
 
 np = pytest.importorskip("numpy")
-from ftracetools import schedvec  # noqa: E402
+from ftracetools.engines import schedarrays as schedvec  # noqa: E402
 
 st = tooling.load_tool("schedtrace")
 from test_schedtrace_unit import FMT_NEW  # noqa: E402

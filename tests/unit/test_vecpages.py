@@ -13,12 +13,12 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "lib"))
 
-from ftracetools import reader  # noqa: E402
+from ftracetools.ring import pages as ringpages  # noqa: E402
 
 np = pytest.importorskip("numpy")
-from ftracetools import vecpages  # noqa: E402
+from ftracetools.ring import arrays as vecpages  # noqa: E402
 
-LAYOUT = reader.PageLayout("/nonexistent")   # 4096-byte pages, data at 16
+LAYOUT = ringpages.PageLayout("/nonexistent")   # 4096-byte pages, data at 16
 BODY = struct.Struct("<H6xIIQ")               # type, pad, a, b: 24 bytes
 
 
@@ -39,7 +39,7 @@ def walked(pages):
     out = []
     for p in pages:
         evs = []
-        reader.page_offsets(p, LAYOUT, evs)
+        ringpages.page_offsets(p, LAYOUT, evs)
         for ts, off, pg in evs:
             typ, a, _, b = BODY.unpack_from(pg, off)
             out.append((ts, typ, a, b))
@@ -73,7 +73,7 @@ def test_decode_matches_the_walk_on_regular_and_odd_pages():
     # losses: the fast path reports those of its pages; the walk, the rest
     walk_lost = []
     for p in odd:
-        walk_lost.append(reader.page_offsets(p, LAYOUT, []))
+        walk_lost.append(ringpages.page_offsets(p, LAYOUT, []))
     assert sorted(x for x in lost + walk_lost if x) == [17] * sum(1 for n in range(40) if n % 11 == 3)
 
 

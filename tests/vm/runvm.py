@@ -85,7 +85,7 @@ UP_MARK = "FTT-VM-GUEST-UP"
 FEATURES_SCRIPT = r"""
 import sys
 try:
-    from ftracetools.features import Features, FEATURES
+    from ftracetools.kernel.features import Features, FEATURES
     f = Features()
     print("tracefs: %s" % f.root)
     for n in FEATURES:

@@ -14,7 +14,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from .reader import _LEN_MASK, _MISSED, PageLayout, page_header
+from ftracetools.ring.pages import LEN_MASK, MISSED, PageLayout, page_header
 
 
 def record_dtype(fields: Dict[str, Tuple[int, str]], rec_len: int) -> np.dtype:
@@ -83,7 +83,7 @@ class UniformPages:
         ts0 = np.ndarray((n,), "<u8", buf, 0, (psize,)).astype(np.int64)
         cfmt = "<u8" if lay.commit_size == 8 else "<u4"
         commit = np.ndarray((n,), cfmt, buf, lay.commit_off, (psize,)).astype(np.int64)
-        size = commit & _LEN_MASK
+        size = commit & LEN_MASK
         recs = np.ndarray((n, slots), dtype, buf, lay.data_off, (psize, rec_len))
         # Slots that hold a header: every record, and the padding record a
         # page read while the kernel was still writing it ends with.
@@ -106,7 +106,7 @@ class UniformPages:
             odd = odd + [full[i] for i in np.nonzero(~ok)[0].tolist()]
             valid &= ok[:, None]
         lost = [page_header(full[i], lay)[3]
-                for i in np.nonzero((commit & _MISSED != 0) & ok)[0].tolist()]
+                for i in np.nonzero((commit & MISSED != 0) & ok)[0].tolist()]
         delta = np.where(valid, (hdr >> 5).astype(np.int64), 0)
         ts = ts0[:, None] + np.cumsum(delta, axis=1)
         return {f: recs[f][valid] for f in self.fields}, ts[valid], odd, lost

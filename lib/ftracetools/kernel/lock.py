@@ -8,8 +8,8 @@ import fcntl
 import os
 from typing import Optional
 
-from . import rundir
-from .errors import ToolError
+from ftracetools.kernel import rundir
+from ftracetools.errors import ToolError
 
 NAME = "toplevel.lock"
 

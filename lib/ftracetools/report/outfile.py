@@ -20,7 +20,7 @@ import os
 import stat
 from typing import Optional, Union
 
-from .errors import ToolError, UsageError
+from ftracetools.errors import ToolError, UsageError
 
 __all__ = ["OutFile"]
 

@@ -13,10 +13,10 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Set
 
-from . import cpus as cpulib
-from . import procs
-from .errors import Interrupted, Status, ToolError, UsageError
-from . import signals
+from ftracetools.host import cpus as cpulib
+from ftracetools.host import procs
+from ftracetools.errors import Interrupted, Status, ToolError, UsageError
+from ftracetools.kernel import signals
 
 
 def _usage(doc: str) -> str:

@@ -3,7 +3,7 @@
 import re
 from typing import Iterable, List, Set
 
-from .errors import UsageError
+from ftracetools.errors import UsageError
 
 
 def _read_list(path: str) -> Set[int]:

@@ -24,8 +24,8 @@ from typing import Dict, List
 
 import numpy as np
 
-from .reader import PageLayout, page_offsets
-from .vecpages import UniformPages
+from ftracetools.ring.pages import PageLayout, page_offsets
+from ftracetools.ring.arrays import UniformPages
 
 SWITCH, WAKE, FORK = 0, 1, 2
 # what a task entry is ...

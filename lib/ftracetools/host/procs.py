@@ -6,7 +6,7 @@ import shutil
 import signal
 from typing import List, Optional
 
-from .errors import ToolError, UsageError
+from ftracetools.errors import ToolError, UsageError
 
 
 def parse_pid(text: str, what: str = "PID") -> int:

@@ -17,7 +17,7 @@ trigger, the start trigger, then the synthetic event itself.
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from . import tracefs
+from ftracetools.kernel import tracefs
 
 _ENTRY = re.compile(r"^\{ (.*) \}\s+(.*)$")
 

@@ -5,7 +5,7 @@ import re
 import stat
 from typing import Dict, Tuple
 
-from .errors import UsageError
+from ftracetools.errors import UsageError
 
 MINORBITS = 20  # block tracepoints carry dev as major << 20 | minor
 

@@ -18,11 +18,12 @@ import sys
 import time
 from typing import Dict, Iterable, List, Optional
 
-from . import journal, tracefs
-from . import signals
-from .errors import Status, ToolError
-from .features import Features
-from .lock import TopLevelLock
+from ftracetools.kernel import journal
+from ftracetools.kernel import tracefs
+from ftracetools.kernel import signals
+from ftracetools.errors import Status, ToolError
+from ftracetools.kernel.features import Features
+from ftracetools.kernel.lock import TopLevelLock
 
 
 _FILTER_LISTS = ("set_ftrace_filter", "set_ftrace_notrace",

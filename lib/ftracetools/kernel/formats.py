@@ -10,7 +10,7 @@ import re
 import struct
 from typing import Callable, Dict, List, NamedTuple, Sequence, Tuple
 
-from .errors import ToolError
+from ftracetools.errors import ToolError
 
 
 class Field(NamedTuple):

@@ -9,7 +9,7 @@ import errno
 import os
 import stat
 
-from .errors import ToolError
+from ftracetools.errors import ToolError
 
 DEFAULT = "/run/ftrace-tools"
 ENV = "FTRACETOOLS_RUNDIR"  # tests point it at a private directory

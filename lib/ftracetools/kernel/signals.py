@@ -20,7 +20,7 @@ import signal
 import time
 from typing import List, Optional
 
-from .errors import Interrupted
+from ftracetools.errors import Interrupted
 
 #: Signals that end a run.
 END_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,

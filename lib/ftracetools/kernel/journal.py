@@ -13,8 +13,9 @@ import os
 import time
 from typing import Callable, Dict, List, Optional
 
-from . import rundir, tracefs
-from .errors import ToolError
+from ftracetools.kernel import rundir
+from ftracetools.kernel import tracefs
+from ftracetools.errors import ToolError
 
 # One undo step: {"op": "write"|"append"|"rmdir"|"expand", "path": rel,
 # "value": str}

@@ -8,7 +8,7 @@ against a small alphabet first.
 import re
 from typing import Iterable, Optional
 
-from .errors import UsageError
+from ftracetools.errors import UsageError
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 _GLOB = re.compile(r"^[A-Za-z0-9*?]{1,16}$")

@@ -5,7 +5,7 @@ import os
 import subprocess
 from typing import Iterable, List, Optional, Tuple
 
-from .errors import ToolError
+from ftracetools.errors import ToolError
 
 DEFAULT = "/sys/kernel/tracing"
 DEBUGFS = "/sys/kernel/debug"

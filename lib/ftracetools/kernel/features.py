@@ -8,7 +8,7 @@ import errno
 import os
 from typing import Dict, List, Optional
 
-from . import tracefs
+from ftracetools.kernel import tracefs
 
 # Feature names used by tools and by the tests' ``needs`` marker.
 FEATURES = (

@@ -10,7 +10,7 @@ import re
 from collections import Counter
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from .errors import ToolError, UsageError
+from ftracetools.errors import ToolError, UsageError
 
 # A function glob: identifiers with * ? [..] and an optional :mod:MODULE.
 # No whitespace and no other ':' so nothing can become a trigger command

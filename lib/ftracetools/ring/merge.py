@@ -9,7 +9,7 @@ f.pull(): pass`` and ``f.take()`` for the rest. Events are
 import struct
 from collections import deque
 
-from .reader import parse_page
+from ftracetools.ring.pages import parse_page
 
 _u64 = struct.Struct("<Q").unpack_from
 
