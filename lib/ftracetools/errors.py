@@ -1,5 +1,9 @@
 """Exceptions a tool turns into one line on stderr and an exit status."""
 
+from typing import Optional
+
+__all__ = ["ToolError", "UsageError", "CommandError", "Interrupted", "Status"]
+
 
 class ToolError(Exception):
     """A condition the user can cause or fix: printed as ``tool: message``, exit 1."""
@@ -8,13 +12,27 @@ class ToolError(Exception):
 
 
 class UsageError(ToolError):
-    """Bad command-line input: printed with the usage text, exit 2."""
+    """Bad command-line input: ``tool: message`` and a one-line hint, exit 2."""
 
     exit_status = 2
 
+    def __init__(self, message: str, hint: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class CommandError(ToolError):
+    """The command of ``-c`` cannot run: exit 127 (not found) or 126 (found
+    but not executable), as shells do."""
+
+    def __init__(self, message: str, exit_status: int) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+
 
 class Interrupted(BaseException):
-    """Raised from a signal handler so that every ``with`` block unwinds.
+    """Raised at a safe point after an end signal, so that every ``with``
+    block unwinds.
 
     A BaseException, so that ``except Exception`` in library code never
     swallows a Ctrl-C or SIGTERM.

@@ -2,7 +2,7 @@
 """Benchmark funccount's counting paths against trace-cmd (not a test).
 
 A workload makes CALLS getppid() system calls; each counting path the
-kernel offers (forced with FUNCCOUNT_METHOD) counts them with -p, and so
+kernel offers (forced with FTT_METHOD) counts them with -p, and so
 does trace-cmd (``record -p function -l FUNC -P PID`` then ``report``).
 Printed per path, medians of ROUNDS interleaved runs:
 
@@ -80,7 +80,7 @@ def wait_line(p: subprocess.Popen, start: str, timeout: float = 600) -> None:
 
 def run_funccount(method: str, func: str, calls: int) -> Tuple[float, float, int]:
     load = Load(calls)
-    env = dict(os.environ, FUNCCOUNT_METHOD=method)
+    env = dict(os.environ, FTT_METHOD=method)
     p = subprocess.Popen([sys.executable, TOOL, "--json", "-p", str(load.p.pid), func],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     wait_line(p, "Tracing")

@@ -3,7 +3,7 @@
 A workload process makes exactly N getppid() (and M getpid()) system calls
 once told to; the kernel function that implements getppid is found in this
 kernel's available_filter_functions (``__do_sys_getppid`` on 6.1 and 6.12).
-Each counting path the kernel offers is forced in turn (FUNCCOUNT_METHOD)
+Each counting path the kernel offers is forced in turn (FTT_METHOD)
 and must report exactly N. On the development host function tracing is
 forbidden: there the test is that funccount refuses clearly and leaves
 tracefs as it was (the conftest fixture checks every live test for that).
@@ -113,7 +113,7 @@ def parse_table(out: str) -> Dict[str, int]:
 
 
 def env_for(method: Optional[str]) -> Dict[str, str]:
-    return {"FUNCCOUNT_METHOD": method} if method else {}
+    return {"FTT_METHOD": method} if method else {}
 
 
 def count_pid(method: Optional[str], patterns: List[str], w: Workload, *opts: str):

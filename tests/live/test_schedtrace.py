@@ -150,7 +150,7 @@ BOTH_WAYS = pytest.mark.parametrize("rounds", ["arrays", "one by one"])
 
 
 def ways(rounds: str) -> Dict[str, str]:
-    return {"FTT_SCHEDTRACE_SMALL_ROUND": "0" if rounds == "arrays" else "1000000000"}
+    return {"FTT_SMALL_ROUND": "0" if rounds == "arrays" else "1000000000"}
 
 
 @BOTH_WAYS

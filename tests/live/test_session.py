@@ -153,7 +153,7 @@ def test_setup_failing_half_way_rolls_back(err, tracefs_root):
     import tracestate
     before = tracestate.snapshot(tracefs_root)
     for n in range(1, 50):
-        env = dict(os.environ, FTRACETOOLS_FAIL_WRITE="%d:%s" % (n, err))
+        env = dict(os.environ, FTT_FAIL_WRITE="%d:%s" % (n, err))
         p = tooling.run("victim", "-s", "0.2", env=env)
         if p.returncode == 0:
             break

@@ -76,7 +76,7 @@ def recorded(instance):
 
 
 def spawn(tool, args, slow=0.0):
-    env = dict(os.environ, FTRACETOOLS_SLOW=str(slow)) if slow else None
+    env = dict(os.environ, FTT_SLOW=str(slow)) if slow else None
     return subprocess.Popen(tooling.argv(tool, *args), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=env)
 
@@ -203,7 +203,7 @@ def test_every_setup_write_failing(tool, err, tracefs_root):
     before = tracestate.snapshot(tracefs_root)
     args = list(TOOLS[tool][0])
     for n in range(1, 100):
-        env = dict(os.environ, FTRACETOOLS_FAIL_WRITE="%d:%s" % (n, err))
+        env = dict(os.environ, FTT_FAIL_WRITE="%d:%s" % (n, err))
         r = tooling.Running(tool, args, env=env, stdout=subprocess.DEVNULL)
         r.live.wait(20 * tooling.LIMIT_SCALE)
         rc, out, e = r.stop(signal.SIGINT)
@@ -514,7 +514,7 @@ def test_no_space_for_the_journal(tool, tracefs_root, full_rundir):
     """With no space under /run for the undo journal nothing may change:
     one clear line, exit 1."""
     before = tracestate.snapshot(tracefs_root)
-    env = dict(os.environ, FTRACETOOLS_RUNDIR=full_rundir)
+    env = dict(os.environ, FTT_RUNDIR=full_rundir)
     p = subprocess.run(tooling.argv(tool, *TOOLS[tool][0]), stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, text=True, env=env,
                        timeout=30 * tooling.LIMIT_SCALE)
@@ -540,7 +540,7 @@ def test_pid_that_exits_during_setup(tool, tracefs_root):
     before = tracestate.snapshot(tracefs_root)
     for _ in range(TRIALS * 2):
         victim = subprocess.Popen(["sleep", "%.3f" % rng.uniform(0.0, 0.5)])
-        env = dict(os.environ, FTRACETOOLS_SLOW="0.02")
+        env = dict(os.environ, FTT_SLOW="0.02")
         p = subprocess.Popen(tooling.argv(tool, "-p", str(victim.pid), *BY_PID[tool]),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              text=True, env=env)
@@ -697,7 +697,7 @@ def test_soak_with_many_short_lived_processes(tool, tracefs_root):
     try:
         # (schedtrace loads numpy, 15 MB, once its rounds are large: from
         # the start here, or RSS would step up between the two samples)
-        r = tooling.start(tool, *SOAK[tool], env={"FTT_SCHEDTRACE_SMALL_ROUND": "0"})
+        r = tooling.start(tool, *SOAK[tool], env={"FTT_SMALL_ROUND": "0"})
         t0 = time.monotonic()
         time.sleep(SOAK_SECONDS / 4)
         early = rss_kb(r.proc.pid)

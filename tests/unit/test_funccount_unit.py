@@ -44,7 +44,7 @@ def choose(feats, targets=None, names=("f",), dups=(), max_probes=200, env=None,
 
 @pytest.fixture(autouse=True)
 def no_forcing(monkeypatch):
-    monkeypatch.delenv(fc.METHOD_ENV, raising=False)
+    monkeypatch.delenv("FTT_METHOD", raising=False)
 
 
 def test_cheapest_path_first():
@@ -87,26 +87,26 @@ def test_duplicate_names_avoid_probes():
 
 
 def test_forced_path_refused_with_reason(monkeypatch):
-    monkeypatch.setenv(fc.METHOD_ENV, "kprobe")
+    monkeypatch.setenv("FTT_METHOD", "kprobe")
     with pytest.raises(fc.Refused) as e:
         choose(ALL, FakeTargets(filtered=True))
     assert "kprobe_profile counts hits of every task" in str(e.value)
-    monkeypatch.setenv(fc.METHOD_ENV, "profiler")
+    monkeypatch.setenv("FTT_METHOD", "profiler")
     with pytest.raises(fc.Refused) as e:
         choose(ALL, FakeTargets(filtered=True))
     assert "profiler counts every task" in str(e.value)
-    monkeypatch.setenv(fc.METHOD_ENV, "fprobe-hist")
+    monkeypatch.setenv("FTT_METHOD", "fprobe-hist")
     with pytest.raises(fc.Refused) as e:
         choose(("kprobes", "hist"))
     assert "no fprobes" in str(e.value)
-    monkeypatch.setenv(fc.METHOD_ENV, "kprobe-hist")
+    monkeypatch.setenv("FTT_METHOD", "kprobe-hist")
     with pytest.raises(fc.Refused) as e:
         choose(ALL, names=["x%d" % i for i in range(5)], max_probes=4)
     assert "more than -m 4" in str(e.value)
-    monkeypatch.setenv(fc.METHOD_ENV, "bogus")
+    monkeypatch.setenv("FTT_METHOD", "bogus")
     with pytest.raises(fc.Refused):
         choose(ALL)
-    monkeypatch.setenv(fc.METHOD_ENV, "function")
+    monkeypatch.setenv("FTT_METHOD", "function")
     assert choose(ALL, FakeTargets(filtered=True))[0] == "function"
 
 

@@ -30,7 +30,7 @@ def fake(tmp_path, monkeypatch):
     for k, v in files.items():
         (root / k).write_text(v)
     run = tmp_path / "run"
-    monkeypatch.setenv(rundir.ENV, str(run))
+    monkeypatch.setenv("FTT_RUNDIR", str(run))
     monkeypatch.setattr(tracefs, "require_root", lambda: None)
     return root
 
@@ -54,14 +54,14 @@ def test_rundir_is_private(fake):
 def test_rundir_refuses_a_symlink(fake, tmp_path):
     target = tmp_path / "elsewhere"
     target.mkdir(mode=0o700)
-    os.symlink(str(target), os.environ[rundir.ENV])
+    os.symlink(str(target), os.environ["FTT_RUNDIR"])
     with pytest.raises(ToolError, match="symlink"):
         rundir.ensure()
 
 
 def test_rundir_refuses_an_open_directory(fake):
-    os.mkdir(os.environ[rundir.ENV], 0o700)
-    os.chmod(os.environ[rundir.ENV], 0o777)
+    os.mkdir(os.environ["FTT_RUNDIR"], 0o700)
+    os.chmod(os.environ["FTT_RUNDIR"], 0o777)
     with pytest.raises(ToolError, match="not private"):
         rundir.ensure()
 
@@ -95,7 +95,7 @@ def test_session_undoes_everything_on_error(fake):
             s.set("trace_clock", "mono")
             s.enable_event("sched", "sched_switch", "prev_pid == 1")
             assert (inst / "events/sched/sched_switch/filter").read_text() == "prev_pid == 1"
-            j = os.path.join(os.environ[rundir.ENV], "journal.%d" % os.getpid())
+            j = os.path.join(os.environ["FTT_RUNDIR"], "journal.%d" % os.getpid())
             steps = [json.loads(l) for l in open(j)]
             assert steps[0]["tool"] == "t" and steps[1]["op"] == "expand"
             assert steps[2]["op"] == "rmdir"
@@ -117,7 +117,7 @@ def test_top_level_session_restores_and_unlocks(fake):
     assert (fake / "current_tracer").read_text() == "nop"
     assert (fake / "set_event_pid").read_text() == "\n"
     assert (fake / "options/event-fork").read_text() == "0"
-    assert os.listdir(os.environ[rundir.ENV]) == [lock.NAME]
+    assert os.listdir(os.environ["FTT_RUNDIR"]) == [lock.NAME]
 
 
 def test_busy_top_level_is_refused(fake):
@@ -157,7 +157,7 @@ def test_recover_leaves_a_live_runs_journal_alone(fake):
 
 
 def test_fault_injection_rolls_back(fake, monkeypatch):
-    monkeypatch.setenv("FTRACETOOLS_FAIL_WRITE", "2:EBUSY")
+    monkeypatch.setenv("FTT_FAIL_WRITE", "2:EBUSY")
     with pytest.raises(ToolError, match="busy"):
         with session.Session("t", top_level=True, features=Features(str(fake))) as s:
             s.set("current_tracer", "function")

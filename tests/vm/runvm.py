@@ -19,17 +19,17 @@ Usage:
 
     PYTEST_ARG...       appended to the guest's pytest command (e.g. -k canary,
                         or another path such as tests/unit). The environment
-                        variable FTRACETOOLS_VM_PYTEST_ARGS (shell words) is
+                        variable FTT_VM_PYTEST_ARGS (shell words) is
                         appended too.
     --paths P,P         test paths to run (default: tests/live)
     --marker EXPR       pytest -m expression (default: vm; '' for none)
     --kernel PATH       a vmlinuz to boot; repeat for several (default: 6.1 and 6.12)
     --rwdir DIR         where results go (default: a new /tmp/ftracetools-vm-*)
     --timeout SEC       per boot, boot included (default 3600, env
-                        FTRACETOOLS_VM_TIMEOUT); past it the qemu process
+                        FTT_VM_TIMEOUT); past it the qemu process
                         group is killed and the kernel counts as failed
     --test-timeout SEC  per test (each of setup, call, teardown) in the guest
-                        (default 300, env FTRACETOOLS_VM_TEST_TIMEOUT; 0: none):
+                        (default 300, env FTT_VM_TEST_TIMEOUT; 0: none):
                         the test fails and the run goes on (tests/vm/vmprogress.py)
     --guest-cmd CMD     run CMD in the guest instead of pytest (debugging;
                         the kernel passes when CMD exits 0)
@@ -39,7 +39,7 @@ Usage:
                         allocating it as any first use of tracing does)
     --warm              allocate it in every guest, 6.1 included
     --parallel N        boot up to N kernels at once (default: one per host
-                        CPU; env FTRACETOOLS_VM_PARALLEL)
+                        CPU; env FTT_VM_PARALLEL)
     --verbose           also print the guest's boot messages (they always go
                         to RWDIR/console-KERNEL.log)
 
@@ -542,10 +542,10 @@ def parse_args(argv: List[str]) -> Tuple[argparse.Namespace, List[str]]:
     ap.add_argument("--kernel", action="append", default=[], help="vmlinuz to boot (repeatable)")
     ap.add_argument("--rwdir", help="results directory (default: new /tmp/ftracetools-vm-*)")
     ap.add_argument("--timeout", type=int,
-                    default=int(os.environ.get("FTRACETOOLS_VM_TIMEOUT") or DEFAULT_TIMEOUT),
+                    default=int(os.environ.get("FTT_VM_TIMEOUT") or DEFAULT_TIMEOUT),
                     help="seconds per boot (default %d)" % DEFAULT_TIMEOUT)
     ap.add_argument("--test-timeout", type=int,
-                    default=int(os.environ.get("FTRACETOOLS_VM_TEST_TIMEOUT") or DEFAULT_TEST_TIMEOUT),
+                    default=int(os.environ.get("FTT_VM_TEST_TIMEOUT") or DEFAULT_TEST_TIMEOUT),
                     help="seconds per test phase in the guest, 0 for none (default %d)"
                     % DEFAULT_TEST_TIMEOUT)
     ap.add_argument("--guest-cmd", help="run this shell command in the guest instead of pytest")
@@ -554,12 +554,12 @@ def parse_args(argv: List[str]) -> Tuple[argparse.Namespace, List[str]]:
                     "in any guest (default: only in the 6.1 guest)")
     ap.add_argument("--warm", action="store_true",
                     help="allocate the top-level trace buffer in every guest")
-    ap.add_argument("--parallel", type=int, default=int(os.environ.get("FTRACETOOLS_VM_PARALLEL") or 0),
+    ap.add_argument("--parallel", type=int, default=int(os.environ.get("FTT_VM_PARALLEL") or 0),
                     help="kernels booted at once (default: one per host CPU)")
     ap.add_argument("--verbose", action="store_true")
     args, extra = ap.parse_known_args(argv)
     args.paths = [p for p in args.paths.split(",") if p]
-    extra += shlex.split(os.environ.get("FTRACETOOLS_VM_PYTEST_ARGS", ""))
+    extra += shlex.split(os.environ.get("FTT_VM_PYTEST_ARGS", ""))
     return args, extra
 
 

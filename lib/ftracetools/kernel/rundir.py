@@ -9,14 +9,14 @@ import errno
 import os
 import stat
 
+from ftracetools import switches
 from ftracetools.errors import ToolError
 
 DEFAULT = "/run/ftrace-tools"
-ENV = "FTRACETOOLS_RUNDIR"  # tests point it at a private directory
 
 
 def path() -> str:
-    return os.environ.get(ENV, DEFAULT)
+    return switches.get("RUNDIR", DEFAULT) or DEFAULT
 
 
 def ensure() -> str:

@@ -21,6 +21,7 @@ from typing import Dict, Iterable, List, Optional
 from ftracetools.kernel import journal
 from ftracetools.kernel import tracefs
 from ftracetools.kernel import signals
+from ftracetools import switches
 from ftracetools.errors import Status, ToolError
 from ftracetools.kernel.features import Features
 from ftracetools.kernel.lock import TopLevelLock
@@ -31,13 +32,7 @@ _FILTER_LISTS = ("set_ftrace_filter", "set_ftrace_notrace",
 _PID_LISTS = ("set_event_pid", "set_ftrace_pid", "set_event_notrace_pid",
               "set_ftrace_notrace_pid")
 
-# Test-only switches (tests/live/test_torture.py): FTRACETOOLS_FAIL_WRITE=
-# "N:ERRNO" makes the Nth tracefs write of a session fail with that errno;
-# FTRACETOOLS_SLOW=SECS sleeps before each write and each undo step, and
-# says "setting up" on stderr, so signals can be aimed at set-up/teardown.
 _UNEXPANDED = re.compile(r"^\s*(\d+) \(expanded: (\d+)\)")
-_FAULT_ENV = "FTRACETOOLS_FAIL_WRITE"
-_SLOW_ENV = "FTRACETOOLS_SLOW"
 
 
 def undo_value(name: str, old: str) -> str:
@@ -83,8 +78,10 @@ class Session:
         self._files: List = []
         self._writes = 0
         self._fault = None
-        self._slow = float(os.environ.get(_SLOW_ENV) or 0)
-        env = os.environ.get(_FAULT_ENV)
+        # test switches (ftracetools.switches): signals aimed at set-up
+        # and teardown, and a set-up write that fails
+        self._slow = float(switches.get("SLOW", "0") or 0)
+        env = switches.get("FAIL_WRITE")
         if env:
             n, _, err = env.partition(":")
             self._fault = (int(n), getattr(errno, err or "EINVAL"))
@@ -348,8 +345,14 @@ class Session:
     def stop(self) -> None:
         """Stop recording so the last read sees a still buffer; reading can
         go on. Best effort: if the kernel refuses, teardown removes the
-        buffer all the same, so there is nothing to report."""
+        buffer all the same, so there is nothing to report. No signal
+        stops it: it is part of the end (the last report follows)."""
+        name = "tracing_on"
         try:
-            self.set("tracing_on", "0")
-        except ToolError:
+            old = self.read(name)
+            if old.strip() == "0":
+                return
+            self._record({"op": "write", "path": self._rel(name), "value": old.strip()})
+            self._write(name, "0")
+        except (OSError, ToolError):
             pass

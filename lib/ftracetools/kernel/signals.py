@@ -81,6 +81,12 @@ def pending() -> Optional[int]:
     return _pending[0] if _pending else None
 
 
+def forget(*sigs: int) -> None:
+    """Drop these signals, received and not yet acted on: the end they
+    ask for is already under way."""
+    _pending[:] = [s for s in _pending if s not in sigs]
+
+
 def check() -> None:
     """Raise ``Interrupted`` if an end signal has arrived."""
     if _pending:

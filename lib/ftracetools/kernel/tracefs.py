@@ -5,13 +5,12 @@ import os
 import subprocess
 from typing import Iterable, List, Optional, Tuple
 
+from ftracetools import switches
 from ftracetools.errors import ToolError
 
 DEFAULT = "/sys/kernel/tracing"
 DEBUGFS = "/sys/kernel/debug"
 
-# Tests and the fake-tracefs unit tests point the library elsewhere.
-ENV_ROOT = "FTRACETOOLS_TRACEFS"
 
 
 def _mounts(path: str = "/proc/mounts"):
@@ -41,7 +40,7 @@ def require_root() -> None:
 
 def find_tracefs(mount: bool = True) -> str:
     """Return the tracefs directory, mounting tracefs or debugfs if needed."""
-    env = os.environ.get(ENV_ROOT)
+    env = switches.get("TRACEFS")
     if env:
         return env
     for fstype, mnt in _mounts():

@@ -1,47 +1,105 @@
-"""Latency between two events, histogrammed inside the kernel.
+"""Hist triggers and synthetic events: naming them, making them through a
+session (so teardown removes them), and reading the kernel's tables.
 
-Where the kernel has hist triggers and synthetic events (4.17+; not on
-every kernel: ask ``Features.has("hist")`` and ``has("synthetic")``), a
+Where the kernel has hist triggers and synthetic events (not on every
+kernel: ask ``Features.has("hist")`` and ``has("synthetic")``) it can
+count, and pair events, without a record crossing the trace buffer.
+``parse_hist`` is the one reader of a ``hist`` file: one ``Table`` per
+trigger, its entries as (key fields, values), and its totals, where
+``Dropped`` (the table was full) is the one way to lose an event.
+
+``name(session, kind)`` issues the names of everything a run adds to the
+kernel's global lists (probes, their groups, synthetic events):
+``ftt_TOOL_PID_KIND``, so that a leftover names its owner.
+
+``KernelLatency`` times the span between two events in the kernel: a
 start event stores ``common_timestamp.usecs`` in a hist variable keyed by
-some fields; the end event, keyed by the same fields, computes the
-difference and (``onmatch``) emits a synthetic event carrying it, which a
-third hist counts by (carried fields, latency). Nothing crosses the trace
-buffer, so nothing can be lost there; ``Dropped`` in a table's totals (the
-table was full) is the one way to lose a pair, and is reported.
-
-Everything is added through the session, so teardown removes it in the
-order the kernel requires: the synthetic event's hist, the onmatch
-trigger, the start trigger, then the synthetic event itself.
+some fields; the end event, keyed by the same fields, takes the difference
+and (``onmatch``) emits a synthetic event carrying it, which a third hist
+counts by (carried fields, latency). Everything is added through the
+session, so teardown removes it in the order the kernel requires: the
+synthetic event's hist, the onmatch trigger, the start trigger, then the
+synthetic event itself.
 """
 
+import os
 import re
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ftracetools.kernel import tracefs
 
-_ENTRY = re.compile(r"^\{ (.*) \}\s+(.*)$")
+__all__ = ["Table", "parse_hist", "read_hist", "name", "if_clause", "KernelLatency"]
+
+_VAL = re.compile(r"([\w.]+):\s*(-?\d+)")
+_KEY = re.compile(r"(?:^|,\s+)([A-Za-z_][\w.]*):")
 
 
-def parse_hist(text: str) -> List[Tuple[Dict[str, Dict[str, int]], Dict[str, int]]]:
-    """A ``hist`` file: per trigger, (entries keyed by key tuple -> vals,
-    totals). Entries are ``{"k1=v1,k2=v2": {"hitcount": n, ...}}``."""
-    out = []
+class Table(NamedTuple):
+    """One trigger's table: entries as (key fields, values), and totals."""
+    entries: List[Tuple[Dict[str, str], Dict[str, int]]]
+    hits: int
+    dropped: int
+
+
+def _key(text: str) -> Dict[str, str]:
+    """``pid:   12, lat:  5`` -> {"pid": "12", "lat": "5"}; a stack key
+    (``stacktrace:`` then one frame a line) -> its frames, one a line."""
+    out: Dict[str, str] = {}
+    marks = list(_KEY.finditer(text))
+    for i, m in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+        v = text[m.end():end]
+        if "\n" in v:   # a stack: frames, innermost first
+            v = "\n".join(l.strip() for l in v.splitlines() if l.strip())
+        else:
+            v = v.strip()
+        out[m.group(1)] = v
+    return out
+
+
+def parse_hist(text: str) -> List[Table]:
+    """A ``hist`` file, one ``Table`` per trigger on the event."""
+    tables = []
     for section in text.split("# event histogram")[1:]:
-        entries: Dict[str, Dict[str, int]] = {}
+        entries = []
         totals: Dict[str, int] = {}
+        key: Optional[List[str]] = None
         for line in section.splitlines():
-            m = _ENTRY.match(line.strip())
-            if m:
-                key = ",".join("%s=%s" % tuple(p.strip() for p in kv.split(":", 1))
-                               for kv in m.group(1).split(","))
-                vals = m.group(2).replace(":", " ").split()
-                entries[key] = {vals[i]: int(vals[i + 1]) for i in range(0, len(vals) - 1, 2)}
+            s = line.strip()
+            if key is None and s.startswith("{"):
+                key = []
+                s = s[1:]
+            if key is not None:
+                k, brace, rest = s.partition("}")
+                key.append(k)
+                if brace:
+                    vals = {m.group(1): int(m.group(2)) for m in _VAL.finditer(rest)}
+                    entries.append((_key("\n".join(key).strip()), vals))
+                    key = None
                 continue
-            k, _, v = line.strip().partition(":")
+            k, _, v = s.partition(":")
             if k in ("Hits", "Entries", "Dropped") and v.strip().isdigit():
                 totals[k] = int(v)
-        out.append((entries, totals))
-    return out
+        tables.append(Table(entries, totals.get("Hits", 0), totals.get("Dropped", 0)))
+    return tables
+
+
+def read_hist(session, system: str, event: str) -> List[Table]:
+    """The tables of an event of the session's (its ``hist`` file)."""
+    return parse_hist(tracefs.read(session.path("events", system, event, "hist")))
+
+
+def name(session, kind: str) -> str:
+    """The name of something this run adds to a global list of the kernel
+    (a probe, its group, a synthetic event): ``ftt_TOOL_PID_KIND``."""
+    if not re.match(r"^[a-z0-9_]{1,16}$", kind):
+        raise ValueError("bad name kind %r" % kind)
+    return "ftt_%s_%d_%s" % (session.tool, os.getpid(), kind)
+
+
+def if_clause(filt: Optional[str]) -> str:
+    """`` if FILTER`` for a trigger, or nothing."""
+    return (" if " + filt) if filt else ""
 
 
 class KernelLatency:
@@ -50,49 +108,41 @@ class KernelLatency:
     (name, synthetic type) kept beside the latency, e.g. [("dev", "u32")].
     """
 
-    def __init__(self, session, name: str, start: Tuple[str, str, Optional[str]],
+    def __init__(self, session, kind: str, start: Tuple[str, str, Optional[str]],
                  end: Tuple[str, str, Optional[str]], keys: Sequence[str],
                  carry: Sequence[Tuple[str, str]], size_bits: int = 15) -> None:
         self.s = session
-        self.name = name
+        self.name = name(session, kind)
         self.carry = [c for c, _ in carry]
         size = ":size=%d" % (1 << size_bits)
         fields = "; ".join("%s %s" % (t, c) for c, t in carry) + "; u64 lat"
-        session.add_dynamic("synthetic_events", "%s %s" % (name, fields),
-                            "!%s %s" % (name, fields))
+        session.add_dynamic("synthetic_events", "%s %s" % (self.name, fields),
+                            "!%s %s" % (self.name, fields))
         k = ",".join(keys)
         self.start = start
         self.end = end
         session.add_trigger(start[0], start[1], "hist:keys=%s:ts0=common_timestamp.usecs%s%s"
-                            % (k, size, _if(start[2])))
+                            % (k, size, if_clause(start[2])))
         session.add_trigger(end[0], end[1],
                             "hist:keys=%s:lat=common_timestamp.usecs-$ts0%s:onmatch(%s.%s)"
                             ".trace(%s,%s,$lat)%s"
-                            % (k, size, start[0], start[1], name, ",".join(self.carry),
-                               _if(end[2])))
-        session.add_trigger("synthetic", name, "hist:keys=%s,lat:vals=hitcount%s"
+                            % (k, size, start[0], start[1], self.name, ",".join(self.carry),
+                               if_clause(end[2])))
+        session.add_trigger("synthetic", self.name, "hist:keys=%s,lat:vals=hitcount%s"
                             % (",".join(self.carry), size))
 
     def read(self) -> Dict[Tuple[int, ...], int]:
         """Cumulative counts by (carried fields..., latency in us)."""
         counts: Dict[Tuple[int, ...], int] = {}
-        text = tracefs.read(self.s.path("events", "synthetic", self.name, "hist"))
-        for entries, _ in parse_hist(text):
-            for key, vals in entries.items():
-                kv = dict(p.split("=", 1) for p in key.split(","))
-                counts[tuple(int(kv[c]) for c in self.carry + ["lat"])] = vals.get("hitcount", 0)
+        for t in read_hist(self.s, "synthetic", self.name):
+            for key, vals in t.entries:
+                counts[tuple(int(key[c]) for c in self.carry + ["lat"])] = vals.get("hitcount", 0)
         return counts
 
     def dropped(self) -> int:
         """Events not counted because a table was full (reads every table:
         costly with many entries, call it rarely)."""
-        n = 0
-        for system, event in ((self.start[0], self.start[1]), (self.end[0], self.end[1]),
-                              ("synthetic", self.name)):
-            for _, totals in parse_hist(tracefs.read(self.s.path("events", system, event, "hist"))):
-                n += totals.get("Dropped", 0)
-        return n
-
-
-def _if(filt: Optional[str]) -> str:
-    return (" if " + filt) if filt else ""
+        return sum(t.dropped for system, event in ((self.start[0], self.start[1]),
+                                                   (self.end[0], self.end[1]),
+                                                   ("synthetic", self.name))
+                   for t in read_hist(self.s, system, event))

@@ -1,9 +1,29 @@
-"""Power-of-two histograms and summary statistics, perf-tools layout."""
+"""Power-of-two histograms and their summary, printed one way everywhere.
 
+A distribution is given either as sorted values (a list, or a numpy
+array: every value kept) or as counts of values (``{value: n}``: values
+already rounded to whole units, as the kernel's and schedtrace's tables
+keep them). ``Histogram`` holds one, in the tool's display unit, and gives
+
+- ``render()``: perf-tools' layout, a row per log2 bucket;
+- ``summary_line()``: ``count 12  avg 1.5  p50 1.2  p90 3.1  p99 4  max 4.2 ms``;
+- ``json()``: ``{"unit", "count", "avg", "p50", "p90", "p99", "max",
+  "total", "buckets": [{"low", "high", "count"}]}``, in the unit.
+
+Percentiles are nearest-rank: the smallest value with at least p % of the
+values at or below it.
+"""
+
+import bisect
 import math
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
+
+__all__ = ["BAR", "UNITS", "bucket", "bounds", "Log2Hist", "Histogram", "fmt_num"]
 
 BAR = 38  # perf-tools' Distribution column: the whole line stays < 80
+PERCENTILES = (50, 90, 99)
+#: display unit -> nanoseconds
+UNITS = {"ns": 1, "us": 1000, "ms": 1000000, "s": 1000000000}
 
 
 def bucket(value: float) -> int:
@@ -18,6 +38,8 @@ def bounds(i: int) -> Tuple[int, int]:
 
 
 class Log2Hist:
+    """Counts per log2 bucket."""
+
     def __init__(self) -> None:
         self.counts: Dict[int, int] = {}
 
@@ -31,10 +53,6 @@ class Log2Hist:
     def total(self) -> int:
         return sum(self.counts.values())
 
-    def merge(self, other: "Log2Hist") -> None:
-        for i, n in other.counts.items():
-            self.add_bucket(i, n)
-
     def buckets(self) -> List[Dict[str, int]]:
         """Every bucket from 0 to the highest non-empty one."""
         if not self.counts:
@@ -43,7 +61,7 @@ class Log2Hist:
                  "count": self.counts.get(i, 0)}
                 for i in range(0, max(self.counts) + 1)]
 
-    def render(self, unit: str = "ms", label: str = "I/O") -> List[str]:
+    def render(self, unit: str = "us", label: str = "COUNT") -> List[str]:
         """perf-tools' iolatency layout:
 
         ``  >=(ms) .. <(ms)   : I/O      |Distribution                          |``
@@ -58,38 +76,101 @@ class Log2Hist:
         return lines
 
 
-def percentile(sorted_values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile of already sorted values (0 when empty)."""
-    if len(sorted_values) == 0:
-        return 0
-    k = max(0, min(len(sorted_values) - 1, int(math.ceil(p / 100.0 * len(sorted_values))) - 1))
-    return sorted_values[k]
+def fmt_num(v: float) -> str:
+    """Three significant digits (``0.236``, ``12.3``, ``5``), whole numbers
+    from 1000 up."""
+    if v >= 999.5:
+        return "%.0f" % v
+    if v < 0.001:
+        return "0" if v == 0 else "%.3f" % v
+    return "%.3g" % v
 
 
-def bucket_percentile(h: Log2Hist, p: float) -> Optional[int]:
-    """The upper bound of the bucket holding the p-th percentile (in-kernel
-    histograms keep no values)."""
-    total = h.total()
-    if not total:
-        return None
-    need = int(math.ceil(p / 100.0 * total))
-    seen = 0
-    for i in sorted(h.counts):
-        seen += h.counts[i]
-        if seen >= need:
-            return bounds(i)[1]
-    return None
+class Histogram:
+    """A distribution shown in ``unit``; see the module docstring.
+
+    ``Histogram.of_sorted(values, unit, scale)``: every value, sorted,
+    ``scale`` of them to one unit (1000 for ns shown in us);
+    ``Histogram.of_counts({value: n}, unit, scale)`` likewise for counts.
+    """
+
+    def __init__(self, unit: str) -> None:
+        self.unit = unit
+        self.log2 = Log2Hist()
+        self.stats: Dict[str, float] = {"count": 0, "total": 0, "avg": 0, "max": 0}
+        for p in PERCENTILES:
+            self.stats["p%d" % p] = 0
+
+    @classmethod
+    def of_sorted(cls, values: Sequence[float], unit: str, scale: float = 1) -> "Histogram":
+        h = cls(unit)
+        n = len(values)
+        if not n:
+            return h
+        i = 0
+        while i < n:        # sorted: count each log2 bucket by bisection
+            b = bucket(values[i] / scale)
+            hi = bounds(b)[1] * scale
+            j = bisect.bisect_left(values, hi, i)
+            h.log2.add_bucket(b, j - i)
+            i = j
+        tot = int(values.sum()) if hasattr(values, "sum") else sum(values)
+        st = h.stats
+        st.update(count=n, total=tot / scale, avg=tot / n / scale, max=values[-1] / scale)
+        for p in PERCENTILES:
+            st["p%d" % p] = values[_rank(n, p)] / scale
+        return h
+
+    @classmethod
+    def of_counts(cls, counts: Dict[float, int], unit: str, scale: float = 1) -> "Histogram":
+        h = cls(unit)
+        n = sum(counts.values())
+        if not n:
+            return h
+        for v, c in counts.items():
+            h.log2.add(v / scale, c)
+        tot = sum(v * c for v, c in counts.items())
+        st = h.stats
+        st.update(count=n, total=tot / scale, avg=tot / n / scale, max=max(counts) / scale)
+        need = {p: _rank(n, p) for p in PERCENTILES}
+        seen = 0
+        for v in sorted(counts):
+            seen += counts[v]
+            for p, k in list(need.items()):
+                if seen > k:
+                    st["p%d" % p] = v / scale
+                    del need[p]
+            if not need:
+                break
+        return h
+
+    @property
+    def count(self) -> int:
+        return int(self.stats["count"])
+
+    def render(self, label: str = "COUNT") -> List[str]:
+        return self.log2.render(self.unit, label)
+
+    def summary_line(self, tail: str = "") -> str:
+        """``count N  avg X  p50 X  p90 X  p99 X  max X UNIT``, then ``tail``
+        (on the same line if it fits 80 columns)."""
+        st = self.stats
+        line = "count %d  %s %s" % (st["count"], "  ".join(
+            "%s %s" % (k, fmt_num(st[k])) for k in
+            ["avg"] + ["p%d" % p for p in PERCENTILES] + ["max"]), self.unit)
+        if not tail:
+            return line
+        return line + "  " + tail if len(line) + len(tail) < 78 else line + "\n" + tail
+
+    def json(self) -> Dict[str, object]:
+        out: Dict[str, object] = {"unit": self.unit, "count": self.count}
+        for k in ["avg"] + ["p%d" % p for p in PERCENTILES] + ["max", "total"]:
+            out[k] = round(self.stats[k], 3)
+        out["buckets"] = self.log2.buckets()
+        return out
 
 
-def summary(values: Iterable[float]) -> Dict[str, float]:
-    """count, total, avg, p50, p90, p99, max of a set of values."""
-    return summary_sorted(sorted(values))
+def _rank(n: int, p: float) -> int:
+    """Index of the nearest-rank p-th percentile among n sorted values."""
+    return max(0, min(n - 1, int(math.ceil(p / 100.0 * n)) - 1))
 
-
-def summary_sorted(v: Sequence[float]) -> Dict[str, float]:
-    """``summary`` of values already sorted (a list, or a numpy array)."""
-    n = len(v)
-    tot = int(v.sum()) if hasattr(v, "sum") else sum(v)
-    return {"count": n, "total": tot, "avg": (tot / n) if n else 0,
-            "p50": percentile(v, 50), "p90": percentile(v, 90),
-            "p99": percentile(v, 99), "max": v[-1] if n else 0}

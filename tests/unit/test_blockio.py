@@ -1,25 +1,13 @@
-"""iolatency without a kernel: arguments, rwbs, pairing, output, and the
-reader's page_offsets fast path on hand-made sub-buffer pages."""
+"""The block I/O engine without a kernel (engines.blockio, blockarrays):
+rwbs, pairing on both paths, and the page_offsets fast path on hand-made
+sub-buffer pages."""
 
-import io
-import json
-import os
 import struct
-import sys
-from contextlib import redirect_stdout
 
 import pytest
 
-import tooling
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "lib"))
-
-from ftracetools.ring import reader  # noqa: E402
-from ftracetools.ring import pages  # noqa: E402
-
-iol = tooling.load_tool("iolatency")
+from ftracetools.engines import blockio as iol
+from ftracetools.ring import pages
 
 # issue/complete payload as on 6.x: type@0, dev@8, sector@16, nr@24, rwbs@34
 CODE = "<H6xI4xQI6x%ds"
@@ -69,7 +57,8 @@ def stream(glob=None, rw_len=2):
 def vec_stream(glob=None, rw_len=2):
     """The numpy path (VecStream), fed decoded events instead of pages."""
     np = pytest.importorskip("numpy")
-    st = iol.VecStream.__new__(iol.VecStream)
+    from ftracetools.engines.blockarrays import VecStream
+    st = VecStream.__new__(VecStream)
     st.np = np
     st.glob = glob
     st.kinds = {IDS["start"]: iol.START, IDS["complete"]: iol.COMPLETE,
@@ -86,7 +75,7 @@ def vec_stream(glob=None, rw_len=2):
         cols = [[], [], [], [], [], []]
         for ts, body in st.fed:
             typ, dev, sector, nr, rw = unpack(body)
-            for c, v in zip(cols, (st.kinds[typ], ts, dev, sector, nr, iol._op(rw, glob))):
+            for c, v in zip(cols, (st.kinds[typ], ts, dev, sector, nr, iol.op_of(rw, glob))):
                 c.append(v)
         st.fed = []
         return [st._events(*cols)]
@@ -102,7 +91,7 @@ def make(request):
 
 def feed(st, *events):
     """events: (ts, payload); handed over as one 'page' already split."""
-    if isinstance(st, iol.VecStream):
+    if hasattr(st, "fed"):
         st.fed.extend(events)
         st.drain(1 << 62)
         return
@@ -115,48 +104,20 @@ def lats(iv):
     return [int(v) for v in iv.sorted_values(list(iv.lats))]
 
 
-# -- arguments ---------------------------------------------------------------
-
-@pytest.mark.parametrize("argv,msg", [
-    (["0"], "interval"),
-    (["1", "-3"], "count"),
-    (["-i", "*w*"], "never match"),
-    (["-i", "*R;*"], "pattern"),
-    (["-d", "nosuchdisk"], "devices:"),
-    (["-b", "0"], "buffer"),
-])
-def test_bad_arguments_exit_2(argv, msg, capsys):
-    assert iol.main(argv) == 2
-    err = capsys.readouterr().err
-    assert msg in err and "Usage:" in err and "Traceback" not in err
-
-
-def test_partition_is_refused(capsys):
-    parts = [n for n in os.listdir("/sys/class/block")
-             if os.path.exists("/sys/class/block/%s/partition" % n)]
-    if not parts:
-        pytest.skip("no partition on this machine")
-    assert iol.main(["-d", parts[0]]) == 2
-    assert "partition" in capsys.readouterr().err
-
-
-def test_help_is_the_usage(capsys):
-    assert iol.main(["-h"]) == 0
-    assert "Usage:" in capsys.readouterr().out
-
+# -- rwbs -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("rwbs,op", [(b"R", ord("R")), (b"WS", ord("W")),
                                      (b"FWS", ord("W")), (b"F", ord("F")),
                                      (b"WFS", ord("W")), (b"D", ord("D")),
                                      (b"R\0WS\0", ord("R"))])
 def test_direction(rwbs, op):
-    assert iol._op(rwbs) == op
+    assert iol.op_of(rwbs) == op
 
 
 def test_glob_checked_again_past_the_nul():
     # the kernel's *W* filter can pass "R\0W..." (it reads past the NUL)
-    assert iol._op(b"R\0W\0", "*W*") == -1
-    assert iol._op(b"WS\0", "*W*") == ord("W")
+    assert iol.op_of(b"R\0W\0", "*W*") == -1
+    assert iol.op_of(b"WS\0", "*W*") == ord("W")
 
 
 # -- pairing -------------------------------------------------------------------
@@ -318,45 +279,6 @@ def test_stale_rwbs_rejected_with_a_glob(make):
     assert lats(iv) == [100] and not iv.unmatched
 
 
-# -- output --------------------------------------------------------------------
-
-def _opts(**kw):
-    o = {"unit": "ms", "devs": {}, "per_dev": False, "stamp": False, "json": False}
-    o.update(kw)
-    return o
-
-
-def test_json_fields():
-    iv = iol.Interval()
-    iv.lats = {DEV: [1500, 2500, 40000, 3000000]}
-    iv.unmatched = {DEV: 1}
-    iv.lost = 2
-    buf = io.StringIO()
-    with redirect_stdout(buf):
-        iol._show(_opts(json=True, unit="us", devs={DEV: "loop9"}), iv, "hint")
-    o = json.loads(buf.getvalue())
-    for k in ("time", "interval", "device", "unit", "count", "total_us", "avg_us",
-              "p50_us", "p90_us", "p99_us", "max_us", "unmatched", "lost", "buckets"):
-        assert k in o
-    assert o["count"] == 4 and o["unmatched"] == 1 and o["lost"] == 2
-    assert o["device"] == "loop9" and o["max_us"] == 3000
-    assert [b["count"] for b in o["buckets"] if b["count"]] == [1, 1, 1, 1]
-    assert sum(b["count"] for b in o["buckets"]) == 4
-
-
-def test_text_fits_80_columns():
-    iv = iol.Interval()
-    iv.lats = {DEV: [10**6 * 9999] * 999999 + [10**6 * 123456]}
-    iv.unmatched = {DEV: 123456}
-    iv.lost = 999999
-    buf = io.StringIO()
-    with redirect_stdout(buf):
-        iol._show(_opts(), iv, "hint")
-    lines = buf.getvalue().splitlines()
-    assert lines[0].startswith("  >=(ms) .. <(ms)")
-    assert max(len(l) for l in lines) <= 80, max(lines, key=len)
-
-
 # -- pages.page_offsets ---------------------------------------------------------
 
 def _page(events):
@@ -382,43 +304,6 @@ def test_page_offsets_agrees_with_parse_page():
     assert [bytes(e[3][:64]) for e in a] == [page[off:off + 64] for _, off, _ in b]
 
 
-# -- synthlat.parse_hist (the in-kernel path's reader) -----------------------------
-
-HIST = """# event histogram
-#
-# trigger info: hist:keys=dev,lat:vals=hitcount:sort=hitcount:size=16384 [active]
-#
-
-{ dev:    7340032, lat:         45 } hitcount:          3
-{ dev:    7340032, lat:        130 } hitcount:         12
-
-Totals:
-    Hits: 15
-    Entries: 2
-    Dropped: 0
-
-# event histogram
-#
-# trigger info: hist:keys=dev:vals=hitcount:sort=hitcount:size=2048 if dev == 7340032 [active]
-#
-
-{ dev:    7340032 } hitcount:         16
-
-Totals:
-    Hits: 16
-    Entries: 1
-    Dropped: 4
-"""
-
-
-def test_parse_hist_sections():
-    from ftracetools.kernel.triggers import parse_hist
-    (a, ta), (b, tb) = parse_hist(HIST)
-    assert a == {"dev=7340032,lat=45": {"hitcount": 3}, "dev=7340032,lat=130": {"hitcount": 12}}
-    assert ta == {"Hits": 15, "Entries": 2, "Dropped": 0}
-    assert b == {"dev=7340032": {"hitcount": 16}} and tb["Dropped"] == 4
-
-
 @pytest.mark.parametrize("glob", [None, "*W*", "*S*"])
 def test_numpy_direction_letters_match_op(glob):
     np = pytest.importorskip("numpy")
@@ -427,4 +312,4 @@ def test_numpy_direction_letters_match_op(glob):
     rwbs = np.array([w.ljust(10, b"\0") for w in words], "S10")
     recs = {"rwbs": rwbs, "rw0": np.frombuffer(rwbs.tobytes(), "u1")[0::10],
             "rw1": np.frombuffer(rwbs.tobytes(), "u1")[1::10]}
-    assert st._ops(recs).tolist() == [iol._op(w, glob) for w in words]
+    assert st._ops(recs).tolist() == [iol.op_of(w, glob) for w in words]

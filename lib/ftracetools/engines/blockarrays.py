@@ -1,0 +1,269 @@
+"""Block I/O pairing on arrays: ``VecStream``, the numpy twin of
+``engines.blockio.Stream`` (the two agree event for event: tests/unit).
+"""
+
+import struct
+import time
+from typing import Dict, Optional
+
+from ftracetools.engines.blockio import (COMPLETE, HOLD_NS, PURGE_NS, REQUEUE, START,
+                                         Interval, Stream, iotype_filter, op_of, unpacker)
+from ftracetools.kernel import filters
+from ftracetools.kernel.formats import EventFormat
+from ftracetools.ring.pages import PageLayout, page_offsets
+from ftracetools.ring.reader import RawReader
+from ftracetools.ring.source import preload
+
+__all__ = ["VecStream"]
+
+
+class VecStream(Stream):
+    """The streaming path with numpy: issues and completions each go to an
+    instance of their own, so each buffer holds records of one size, and a
+    round's pages are decoded as arrays (ring.arrays). Pairing is
+    the same as Stream's, done on arrays: events sorted by (device, sector,
+    direction, time); in each run of one key, completions close issues
+    first in, first out; a completion with no open issue is an orphan, kept
+    for a second (an issue may become visible later) and then counted as
+    unmatched. Pages that break the uniform layout are walked record by
+    record. Not for -Q (merges change keys): Stream does that."""
+
+    def __init__(self, s, devs: Dict[int, str], iotype: Optional[str], kb: int) -> None:
+        # numpy (70 ms to import here) is loaded once tracing runs and the
+        # banner is out (the buffers hold the events): in the background,
+        # while the loop waits for the first round, which uses it
+        self.np = None
+        self.root = s.root
+        s.set("trace_clock", "mono")
+        s.set_buffer_kb(kb)
+        done = s.sibling("done")
+        done.set("trace_clock", "mono")
+        done.set_buffer_kb(kb)
+        filt = filters.all_of(filters.any_of("dev", devs) if devs else None,
+                              iotype_filter(iotype))
+        self.glob = iotype
+        self.kinds, self.codes, self.alt = {}, {}, {}
+        self.fields = []
+        for sess, name, kind in ((s, "block_rq_issue", START),
+                                 (done, "block_rq_complete", COMPLETE),
+                                 (done, "block_rq_requeue", REQUEUE)):
+            fmt = EventFormat.load(s.root, "block", name)
+            sess.enable_event("block", name, filt)
+            self.kinds[fmt.id] = kind
+            self.alt[fmt.id] = struct.Struct(unpacker(fmt, 16)).unpack_from
+            if kind != REQUEUE:  # (requeues are rare: walked, with the odd pages)
+                fields = {"type": (0, "<u2")}
+                for f in ("dev", "sector", "nr_sector"):
+                    fl = fmt.field(f)
+                    fields[f] = (fl.offset, "<u%d" % fl.size)
+                fl = fmt.field("rwbs")
+                fields["rwbs"] = (fl.offset, "S%d" % min(fl.size, 16))
+                fields["rw0"] = (fl.offset, "u1")      # its first two letters
+                fields["rw1"] = (fl.offset + 1, "u1")
+                self.fields.append(fields)
+        self.readers = [RawReader(s.dir, s.root), RawReader(done.dir, done.root)]
+        for r in self.readers:
+            s.own(r)
+        self.ops: Dict[bytes, int] = {}
+        self.lost_seen = 0
+        self.cur = Interval()
+        self.lost_hint = "enlarge the buffer with -b (now %d KB per CPU)" % kb
+        # Each round has a fixed cost (some dozens of array operations):
+        # fewer, larger rounds. The buffers hold seconds of events at the
+        # rates a loop device reaches, and a buffer half full wakes us.
+        self.tick = 0.25
+
+    def wait(self, timeout: float) -> object:
+        return self.readers[1].wait(timeout)
+
+    def live(self) -> None:
+        preload("numpy")    # loaded by the first round: tracing is live
+
+    def _load(self) -> None:
+        if self.np is not None:
+            return
+        import numpy as np
+        from ftracetools.ring.arrays import UniformPages
+        self.np = np
+        self.pages = [UniformPages(PageLayout(self.root), f) for f in self.fields]
+        self.carry = self._events([], [], [], [], [], [])
+
+    @property
+    def pending(self):
+        self._load()
+        return self.carry["ts"][self.carry["kind"] == START].tolist()
+
+    @property
+    def orphans(self):
+        self._load()
+        return self.carry["ts"][self.carry["kind"] != START].tolist()
+
+    def _events(self, kind, ts, dev, sector, nr, op):
+        np = self.np
+        return {"kind": np.asarray(kind, np.int8), "ts": np.asarray(ts, np.int64),
+                "dev": np.asarray(dev, np.int64),
+                # (u64)-1 for requests without a sector (flushes): wraps to -1
+                "sector": np.asarray(sector, np.uint64).astype(np.int64),
+                "nr": np.asarray(nr, np.int64), "op": np.asarray(op, np.int16)}
+
+    def _ops(self, recs):
+        """Direction letters of the records' rwbs (-1: not -i's)."""
+        np = self.np
+        if self.glob is None:  # as _op: a leading F is a preflush flag
+            r0, r1 = recs["rw0"].astype(np.int16), recs["rw1"].astype(np.int16)
+            flush = (r0 == 70) & ((r1 == 87) | (r1 == 68) | (r1 == 82) | (r1 == 78))
+            return np.where(flush, r1, r0)
+        uniq, inv = np.unique(recs["rwbs"], return_inverse=True)
+        table = np.array([op_of(bytes(u), self.glob) for u in uniq.tolist()], np.int16)
+        return table[inv.reshape(-1)] if len(uniq) else np.empty(0, np.int16)
+
+    def _read(self):
+        """This round's events of both buffers, as arrays."""
+        np = self.np
+        parts = []
+        for rd, up in zip(self.readers, self.pages):
+            pages = [p for _c, p in rd.drain_pages()]
+            recs, ts, odd, lost = up.decode(pages)
+            for n in lost:
+                rd.note_lost(n)
+            if len(ts):
+                # one event type per buffer, but an ID not ours is dropped
+                types = recs["type"]
+                if (types == types[0]).all():
+                    kinds = np.full(len(ts), self.kinds.get(int(types[0]), -1), np.int8)
+                else:
+                    kinds = np.full(len(ts), -1, np.int8)
+                    for typ in np.unique(types).tolist():
+                        kinds[types == typ] = self.kinds.get(typ, -1)
+                if (kinds < 0).any():
+                    ok = kinds >= 0
+                    recs = {k: v[ok] for k, v in recs.items()}
+                    ts, kinds = ts[ok], kinds[ok]
+                parts.append(self._events(kinds, ts, recs["dev"], recs["sector"],
+                                          recs["nr_sector"], self._ops(recs)))
+            if odd:
+                walked = []
+                for p in odd:
+                    rd.note_lost(page_offsets(p, rd.layout, walked))
+                cols = [[], [], [], [], [], []]
+                for t, off, page in walked:
+                    typ = page[off] | (page[off + 1] << 8)
+                    k = self.kinds.get(typ)
+                    if k is None:
+                        continue
+                    _typ, dev, sector, nr, rw = self.alt[typ](page, off)
+                    op = self.ops.get(rw)
+                    if op is None:
+                        op = self.ops[rw] = op_of(rw, self.glob)
+                    for c, v in zip(cols, (k, t, dev, sector, nr, op)):
+                        c.append(v)
+                parts.append(self._events(*cols))
+        return parts
+
+    def _cat(self, parts):
+        np = self.np
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def _take(self, ev, mask):
+        return {k: v[mask] for k, v in ev.items()}
+
+    def drain(self, upto: int = 0) -> None:
+        self._load()
+        limit = upto or time.monotonic_ns() - HOLD_NS
+        ev = self._cat([self.carry] + self._read())
+        mine = ev["op"] >= 0
+        if not mine.all():
+            ev = self._take(ev, mine)
+        late = ev["ts"] > limit
+        held = self._take(ev, late)
+        if len(held["ts"]):
+            ev = self._take(ev, ~late)
+        for _ in range(8):  # the rest of a partial completion pairs again
+            ev, rest = self._pair(ev)
+            if not len(rest["ts"]):
+                break
+            ev = self._cat([ev, rest])
+        self.carry = self._cat([ev, held])
+
+    def _pair(self, ev):
+        """Pair what can be; return (what stays open, partial rests)."""
+        np = self.np
+        # by key, then time; at one time an issue before a completion
+        ts2 = ev["ts"] * 2 + (ev["kind"] != START)
+        so = ev["sector"] * 64 + (ev["op"] & 63)   # op: an ASCII letter
+        dev = ev["dev"]
+        one_dev = not len(dev) or (dev == dev[0]).all()
+        order = np.lexsort((ts2, so) if one_dev else (ts2, so, dev))
+        ev = {k: v[order] for k, v in ev.items()}
+        n = len(order)
+        if not n:
+            return ev, ev
+        key_change = np.ones(n, bool)
+        so = so[order]
+        key_change[1:] = so[1:] != so[:-1]
+        if not one_dev:
+            key_change[1:] |= ev["dev"][1:] != ev["dev"][:-1]
+        grp = np.cumsum(key_change) - 1
+        starts = np.nonzero(key_change)[0]
+        is_issue = ev["kind"] == START
+        bal = np.cumsum(np.where(is_issue, 1, -1))
+        bal = bal - np.concatenate(([0], bal))[starts][grp]  # within each key
+        # Running minimum of the balance within each key (an offset per
+        # key keeps earlier keys out of it): a completion taking it below
+        # every earlier value (and below 0) finds no open issue: an orphan.
+        span = 2 * n + 2
+        runmin = np.minimum.accumulate(bal - grp * span) + grp * span
+        prevmin = np.minimum(np.concatenate(([0], runmin[:-1])), 0)
+        prevmin[starts] = 0
+        orphan = ~is_issue & (bal < prevmin)
+        closing = ~is_issue & ~orphan
+        # First in, first out within each key: the k-th closing event
+        # closes the k-th issue. Both lists run key by key, in time order.
+        n_close = np.bincount(grp[closing], minlength=len(starts))
+        iss = np.nonzero(is_issue)[0]
+        rank = np.arange(len(iss)) - np.searchsorted(iss, starts)[grp[iss]]
+        opened = iss[rank < n_close[grp[iss]]]
+        shut = np.nonzero(closing)[0]
+        done = ev["kind"][shut] == COMPLETE
+        c_nr, i_nr = ev["nr"][shut], ev["nr"][opened]
+        partial = done & (c_nr > 0) & (c_nr < i_nr)
+        whole = done & ~partial
+        lat = ev["ts"][shut][whole] - ev["ts"][opened][whole]
+        devs = ev["dev"][shut][whole]
+        if len(lat):
+            lats = self.cur.lats
+            one = devs[0] == devs[-1] and (devs == devs[0]).all()
+            for dv in ([int(devs[0])] if one else np.unique(devs).tolist()):
+                lats.setdefault(dv, []).append(lat if one else lat[devs == dv])
+        keep = is_issue.copy()
+        keep[opened] = False
+        keep |= orphan
+        # the rest of a partial completion: an issue at the next sector,
+        # with the same start
+        p_o, p_s = opened[partial], shut[partial]
+        rest = self._events(
+            np.full(len(p_o), START, np.int8), ev["ts"][p_o], ev["dev"][p_o],
+            ev["sector"][p_o] + ev["nr"][p_s], ev["nr"][p_o] - ev["nr"][p_s],
+            ev["op"][p_o])
+        return self._take(ev, keep), rest
+
+    def rotate(self, final: bool = False) -> Interval:
+        """End the interval: pair all the kernel has, start a new one."""
+        self.drain(1 << 62 if final else 0)
+        np = self.np    # loaded by drain (a signal can come before any round)
+        done, self.cur = self.cur, Interval()
+        now = time.monotonic_ns()
+        c = self.carry
+        old = (1 << 62) if final else now - 10**9
+        gone = (c["kind"] != START) & (c["ts"] < old)
+        for dv, n in zip(*np.unique(c["dev"][gone], return_counts=True)):
+            done.unmatched[int(dv)] = done.unmatched.get(int(dv), 0) + int(n)
+        stale = (c["kind"] == START) & (c["ts"] < now - PURGE_NS) \
+            if len(c["ts"]) > 4096 else np.zeros(len(c["ts"]), bool)
+        self.carry = self._take(c, ~(gone | stale))
+        lost = self.lost()
+        done.lost, self.lost_seen = lost - self.lost_seen, lost
+        return done
+
+    def lost(self) -> int:
+        return sum(max(r.lost(), r.flagged_lost) for r in self.readers)
