@@ -50,7 +50,7 @@ class ProcessMaps:
 
     def _load(self, pid: int) -> Optional[Tuple[List[int], List[Mapping]]]:
         try:
-            with open("%s/%d/maps" % (self.proc, pid)) as f:
+            with open("%s/%d/maps" % (self.proc, pid), errors="surrogateescape") as f:
                 m = parse_maps(f.read())
         except OSError:
             return None

@@ -66,7 +66,7 @@ def comm(pid: int) -> str:
 
 def tgid(tid: int) -> Optional[int]:
     try:
-        with open("/proc/%d/status" % tid) as f:
+        with open("/proc/%d/status" % tid, errors="surrogateescape") as f:
             for line in f:
                 if line.startswith("Tgid:"):
                     return int(line.split()[1])

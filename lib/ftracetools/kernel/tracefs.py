@@ -125,7 +125,9 @@ def describe_holders(found: List[Tuple[int, str]]) -> str:
 
 
 def read(path: str) -> str:
-    with open(path) as f:
+    """A tracefs file's text; bytes that are not UTF-8 (process names in
+    saved_cmdlines, filters) kept as surrogate escapes, never an error."""
+    with open(path, errors="surrogateescape") as f:
         return f.read()
 
 

@@ -1,21 +1,14 @@
-"""pagefaults: argument tables, kind decoding, major/minor rule, folding."""
+"""The page-fault engine (engines.faults): kind decoding, the major/minor
+rule, folding counts into rows."""
 
-import os
 import struct
 
 import pytest
 
-import tooling
-
+from ftracetools.engines import faults as pf
 from ftracetools.errors import UsageError
 from ftracetools.ring.pages import PageLayout
 from ftracetools.ring import pages
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-PATH = os.path.join(HERE, "..", "..", "bin", "pagefaults")
-
-
-pf = tooling.load_tool("pagefaults")
 
 
 def test_kinds_to_events_and_filters():
@@ -101,7 +94,7 @@ def test_fold_major_minor_columns():
 def test_fast_layout_of_this_format():
     from ftracetools.kernel.formats import EventFormat
     f = EventFormat("exceptions", FORMAT)
-    assert pf._fast_layout({"user": f, "kernel": f}) == (32, 2, 7, 9)
+    assert pf.fast_layout({"user": f, "kernel": f}) == (32, 2, 7, 9)
 
 
 FORMAT = """name: page_fault_user
@@ -118,43 +111,3 @@ format:
 
 print fmt: "address=%ps ip=%ps error_code=0x%lx"
 """
-
-
-@pytest.mark.parametrize("argv", [
-    ["-p", "x"], ["-p", "1", "-L", "1"], ["--by", "colour"], ["-k", "up"],
-    ["-b", "0"], ["-b", "x"], ["0"], ["1", "0"], ["1", "x"], ["-t", "0"],
-    ["-d", "-1"], ["-C", "z"], ["--nope"], ["-c", ""],
-])
-def test_usage_errors_exit_2(argv, capsys):
-    assert pf.main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("pagefaults: ") and "Traceback" not in err
-
-
-def test_help(capsys):
-    assert pf.main(["-h"]) == 0
-    assert "Usage:" in capsys.readouterr().out
-
-
-def test_summary_text_and_json(capsys):
-    import json
-    c = pf.Counts(None, 191)
-    c.who = {4194304: (4194304, "gone\x1b[31m")}
-    rows = [(4194304, [1234567, 1234000, 567, 1000, 1234000, 567, 89, 3, 4])]
-    pf._print_summary(c, rows, None, {"x": 1}, False, True, 0, 1.0)
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[1].split() == ["PID", "FAULTS", "USER", "KERNEL", "READ", "WRITE",
-                                "EXEC", "PROT", "MAJOR", "MINOR", "COMM"]
-    assert all(len(l) <= 80 for l in lines)
-    assert lines[2].endswith("gone\\x1b[31m")          # escaped, never raw
-    pf._print_summary(c, rows, None, None, True, False, 7, 2.0)
-    obj = json.loads(capsys.readouterr().out)
-    assert obj["lost"] == 7 and obj["interval"] == 2.0
-    p = obj["processes"][0]
-    assert p["pid"] == 4194304 and p["faults"] == 1234567
-    assert p["notpresent"] == 1234567 - 89 and "major" not in p
-    pf._print_summary(c, [("/lib/x.so", [5, 5, 0, 5, 0, 0, 0])], "mapping",
-                      None, True, False, 0, 1.0)
-    assert json.loads(capsys.readouterr().out)["rows"] == [
-        {"mapping": "/lib/x.so", "faults": 5, "user": 5, "kernel": 0, "read": 5,
-         "write": 0, "exec": 0, "prot": 0, "notpresent": 5}]
