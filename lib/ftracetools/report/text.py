@@ -74,3 +74,15 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
                 parts.append(c if last else c.ljust(widths[i]))
         return " ".join(parts).rstrip()
     return [fmt(list(headers))] + [fmt(r) for r in rows]
+
+
+def count_table(counts: Dict[str, int], top: Optional[int] = None,
+                heads: Sequence[str] = ("FUNC", "COUNT"), width: int = 80) -> List[str]:
+    """perf-tools' funccount table: NAME COUNT rows, ascending (the
+    largest last, next to the prompt); ``top``: only the largest rows."""
+    rows = sorted(counts.items(), key=lambda kv: (kv[1], kv[0]))
+    if top:
+        rows = rows[-top:]
+    w = min(max([30] + [len(escape(f)) for f, _ in rows]), width - 12)
+    return ["%-*s %10s" % (w, heads[0], heads[1])] + \
+        ["%-*s %10d" % (w, escape(f), n) for f, n in rows]

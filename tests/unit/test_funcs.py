@@ -1,21 +1,13 @@
-"""funccount without a kernel: path choice, parsers, output, symbols."""
-
-import os
-import sys
+"""Counting functions and tracepoints without a kernel (engines.funcs):
+the choice of method, tracepoint patterns, the count table; and the
+function names and addresses (kernel.symbols)."""
 
 import pytest
 
-import tooling
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "lib"))
-
-from ftracetools.kernel import symbols  # noqa: E402
-from ftracetools.errors import UsageError  # noqa: E402
-
-
-fc = tooling.load_tool("funccount")
+from ftracetools.engines import funcs as fc
+from ftracetools.errors import UsageError
+from ftracetools.kernel import symbols
+from ftracetools.report import text
 
 
 class FakeFeatures:
@@ -34,11 +26,11 @@ class FakeTargets:
 ALL = ("function_profiler", "kprobes", "fprobes", "hist", "function_instance")
 
 
-def choose(feats, targets=None, names=("f",), dups=(), max_probes=200, env=None,
-           monkeypatch=None):
+def choose(feats, targets=None, names=("f",), dups=(), max_probes=200,
+           tracepoints=False):
     warned = []
     m = fc.choose(FakeFeatures(*feats), targets or FakeTargets(), list(names), set(dups),
-                  max_probes, warned.append)
+                  max_probes, warned.append, tracepoints)
     return m, warned
 
 
@@ -117,37 +109,6 @@ def test_nothing_works_lists_every_reason():
         assert m + ":" in str(e.value)
 
 
-HIST = """# event histogram
-#
-# trigger info: hist:keys=common_cpu:vals=hitcount:sort=hitcount:size=2048 [active]
-#
-
-{ common_cpu:          1 } hitcount:       1000
-{ common_cpu:          0 } hitcount:       1502
-
-Totals:
-    Hits: 2502
-    Entries: 2
-    Dropped: 3
-"""
-
-
-def test_parse_hist_sums_selected_cpus():
-    assert fc.parse_hist(HIST) == (2502, 3)
-    assert fc.parse_hist(HIST, {1}) == (1000, 3)
-    assert fc.parse_hist(HIST.replace("common_cpu", "cpu"), {0}) == (1502, 3)
-    assert fc.parse_hist("") == (0, 0)
-
-
-def test_render_ascending_and_top():
-    lines = fc.render({"b": 5, "a": 100, "c\x1b[2J": 1})
-    assert lines[0].split() == ["FUNC", "COUNT"]
-    assert [l.split()[0] for l in lines[1:]] == ["c\\x1b[2J", "b", "a"]
-    assert [l.split()[0] for l in fc.render({"b": 5, "a": 100, "c": 1}, top=2)[1:]] == ["b", "a"]
-    assert all(len(l) <= 80 for l in fc.render({"x" * 60: 1}))
-    assert "x" * 200 in fc.render({"x" * 200: 1})[1]  # never cut a name
-
-
 FUNCS = [("vfs_read", ""), ("vfs_write", ""), ("__do_sys_getppid", ""),
          ("exc_page_fault", ""), ("ext4_file_open", "ext4"), ("dup", ""), ("dup", ""),
          ("__ftrace_invalid_address___64", ""), ("tcp_sendmsg", ""),
@@ -212,16 +173,28 @@ def test_addr_map_refuses_hidden_addresses(tmp_path):
         symbols.AddrMap.load(str(tmp_path), ["vfs_read"], str(ks))
 
 
-@pytest.mark.parametrize("argv", [["-i", "0", "f"], ["-d", "-1", "f"], ["-t", "x", "f"],
-                                  ["-p", "x", "f"], ["-p", "1", "-L", "1", "f"],
-                                  ["-C", "a", "f"], [], ["-m", "-3", "f"], ["a b"],
-                                  ["-r", "a b"]])
-def test_bad_arguments_exit_2(argv, capsys):
-    assert fc.main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("funccount: ") and "Traceback" not in err
-
-
 def test_filter_text_names_or_positions():
     assert symbols.filter_text(FUNCS, ["vfs_read", "dup"]) == "vfs_read\ndup"
     assert symbols.filter_text(FUNCS, ["vfs_read", "dup"], by_index_over=1) == "1 6 7"
+
+
+def test_tracepoints_choose_hist_then_counters_then_records():
+    assert choose(("hist",), names=["a:b"] * 3, tracepoints=True)[0] == "tp-hist"
+    assert choose((), names=["a:b"] * fc.COUNTER_EVENTS, tracepoints=True)[0] == "tp-counter"
+    assert choose((), names=["a:b"] * (fc.COUNTER_EVENTS + 1),
+                  tracepoints=True)[0] == "tp-records"
+
+
+def test_tracepoint_patterns(tmp_path):
+    (tmp_path / "available_events").write_text(
+        "sched:sched_switch\nsched:sched_wakeup\nsyscalls:sys_enter_read\n"
+        "syscalls:sys_exit_read\n")
+    m = lambda *p: fc.match_tracepoints(str(tmp_path), list(p))  # noqa: E731
+    assert m("t:sched:*") == ["sched:sched_switch", "sched:sched_wakeup"]
+    assert m("t:syscalls:sys_*_read", "t:sched:sched_switch") == [
+        "sched:sched_switch", "syscalls:sys_enter_read", "syscalls:sys_exit_read"]
+    for bad in ("t:sched", "t::x", "sched:sched_switch", "t:sched:a b", "t:a:b:c"):
+        with pytest.raises(UsageError, match="not a tracepoint pattern"):
+            m(bad)
+    with pytest.raises(UsageError, match="matches no tracepoint"):
+        m("t:nosuch:*")
