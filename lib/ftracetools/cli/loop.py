@@ -92,13 +92,13 @@ def trace(session, source, targets, *, tool: str, what: str,
     """One run, banner to last report; see the module docstring."""
     say = lambda m: warn(tool, m)    # noqa: E731
     where = targets.describe()
+    source.live()
     banner(what + (" of " + where if where else "") +
            (" on CPU %s" % _cpus(targets.cpus) if targets.cpus is not None else ""))
     if header:
         sys.stdout.write(header + "\n")
         sys.stdout.flush()
     targets.go()
-    source.live()
     why = "signal"
     try:
         why = trace_loop(source.drain, wait=source.wait, duration=duration,

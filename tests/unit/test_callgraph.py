@@ -1,17 +1,9 @@
-"""funcgraph without a kernel: the text layout, call trees, folded stacks,
-the instance path's filtering, and argument checking."""
-
-import os
+"""Call graphs without a kernel (engines.callgraph): the text layout, call
+trees, folded stacks, the instance path's filtering."""
 
 import pytest
 
-import tooling
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-BIN = os.path.join(HERE, "..", "..", "bin", "funcgraph")
-
-
-fg = tooling.load_tool("funcgraph")
+from ftracetools.engines import callgraph as fg
 
 
 # -- the kernel's cells -------------------------------------------------------
@@ -35,7 +27,7 @@ def test_proc_cell_centred():
     assert fg.fmt_proc("bash", 1234) == "  bash-1234   "
     assert len(fg.fmt_proc("averylongname", 7)) == 14
     assert fg.fmt_proc("averylongname", 7).strip() == "averylo-7"
-    assert fg.fmt_proc("a\x1bb", 1).strip() == "a\\x1bb-1"
+    # (names come escaped: the Graph is given an escaping comm function)
 
 
 # -- text layout ----------------------------------------------------------------
@@ -247,49 +239,3 @@ def test_user_space_maxdepth_and_threshold():
         " 0)   0.400 us    |    } /* get_futex_key */",
         " 0)   1.000 us    |  } /* futex_wake */"]
     assert [k.func for k in roots[0].kids] == ["get_futex_key"]
-
-
-# -- arguments -------------------------------------------------------------------
-
-def _rc(argv, capsys):
-    rc = fg.main(argv)
-    return rc, capsys.readouterr().err
-
-
-@pytest.mark.parametrize("argv,msg", [
-    (["-m", "0", "f"], "max depth"),
-    (["-m", "x", "f"], "max depth"),
-    (["-s", "-1", "f"], "threshold"),
-    (["-b", "0", "f"], "buffer size"),
-    (["-d", "0", "f"], "duration"),
-    (["--json", "--folded", "f"], "exclude"),
-    (["f:traceoff"], "bad function pattern"),
-    (["!f"], "bad function pattern"),
-    (["-p", "abc", "f"], "bad PID"),
-    (["-p", "1", "-L", "1", "f"], "exclude each other"),
-    (["-C", "x", "f"], ""),
-    ([], "Usage"),
-])
-def test_bad_usage(argv, msg, capsys):
-    rc, err = _rc(argv, capsys)
-    assert rc == 2, err
-    assert msg in err
-    assert "Traceback" not in err
-
-
-def test_tef_file_checked_before_tracing(capsys, tmp_path):
-    rc, err = _rc(["--tef", str(tmp_path / "no" / "such" / "x.json"), "f"], capsys)
-    assert rc == 2 and "cannot write" in err
-
-
-def test_default_buffer_is_larger_where_every_function_is_recorded():
-    """4 MB per CPU where the kernel keeps to the calls under FUNCTION;
-    16 MB in an instance (it records every function of the traced
-    threads), within an eighth of the memory available."""
-    n = os.cpu_count()
-    assert fg._default_kb(False) == 4096
-    assert fg._default_kb(False, avail_kb=1 << 40) == 4096
-    assert fg._default_kb(True, avail_kb=1 << 40) == 16384
-    assert fg._default_kb(True, avail_kb=8 * n * 10000) == 10000
-    assert fg._default_kb(True, avail_kb=8 * n * 1000) == 4096
-    assert 4096 <= fg._default_kb(True) <= 16384   # this machine's memory

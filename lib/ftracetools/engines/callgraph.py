@@ -1,0 +1,476 @@
+"""Call graphs from the function_graph tracer: its text layout, redrawn
+from the binary records (``Graph``), and the call trees of completed
+calls (``Call``: for JSON, folded stacks and timelines); ``GraphSource``
+arms a session for function_graph and reads its records in time order.
+
+The layout is the kernel's own (trace_print_graph_duration and friends):
+a line per call that made no traced call (``func();``), else an opening
+``func() {`` and a closing ``}`` carrying the duration.
+"""
+
+import os
+import time
+from typing import Callable, Dict, List, Optional, Set
+
+from ftracetools.host import procs
+from ftracetools.kernel import symbols, tracefs
+from ftracetools.kernel.formats import EventFormat
+from ftracetools.ring.merge import Feed
+from ftracetools.ring.reader import RawReader, lost_from_stats, read_stats
+from ftracetools.ring.source import Source
+
+__all__ = ["fmt_duration", "fmt_proc", "Call", "Graph", "walk", "fold", "GraphSource",
+           "HOLD_NS", "MAX_FUNCS", "DEFAULT_KB", "INSTANCE_KB"]
+
+DEFAULT_KB = 4096
+INSTANCE_KB = 16384     # an instance records every function of the traced threads
+MAX_FUNCS = 2000  # set_graph_function entries; more is a mistake, not a graph
+CHUNK_PAGES = 64  # per CPU and read: signals are looked at between reads
+BACKLOG_PAGES = 1024    # read but not yet handled: at most 4 MB
+HOLD_NS = 50000000  # records younger than this wait for the other CPUs' (a
+                    # record becomes readable once written: microseconds,
+                    # but a guest's vCPU can be held up for milliseconds)
+
+# Overhead marks of the kernel's function_graph output (trace_find_mark).
+_MARKS = ((10 ** 9, "$"), (10 ** 8, "@"), (10 ** 7, "*"), (10 ** 6, "#"),
+          (10 ** 5, "!"), (10 ** 4, "+"))
+
+
+def fmt_duration(ns: int) -> str:
+    """Mark and duration cells, as trace_print_graph_duration lays them out."""
+    mark = " " if ns <= 10000 else next((m for v, m in _MARKS if ns > v), " ")
+    us, rem = divmod(ns, 1000)
+    s = str(us)
+    if len(s) < 7:
+        s += "." + ("%03d" % rem)[:7 - len(s)]
+    return "%s %s us %s|  " % (mark, s, " " * max(0, 8 - len(s)))
+
+
+def fmt_proc(comm: str, pid: int) -> str:
+    """The TASK/PID column: comm (7 characters, escaped by the caller) and
+    PID, centred in 14."""
+    txt = "%s-%d" % (comm[:7], pid)
+    sp = max(0, 14 - len(txt))
+    return " " * (sp // 2) + txt + " " * (sp - sp // 2)
+
+
+# how far a child's recorded times may stray outside its parent's: a call
+# without the kernel's call time in its exit record starts at the record's
+# time less the duration, late by whatever delayed the record
+SLACK_NS = 1000
+
+
+class Call:
+    __slots__ = ("func", "depth", "start", "dur", "cpu", "pid", "kids", "entered")
+
+    def __init__(self, func: str, depth: int, start: int, dur: int,
+                 cpu: int, pid: int, entered: Optional[int] = None) -> None:
+        self.func, self.depth, self.start, self.dur = func, depth, start, dur
+        self.cpu, self.pid, self.kids = cpu, pid, []  # type: List[Call]
+        # the kernel's own call time (graph clock) where the exit record
+        # has it: exact for nesting, where start (the record's time less
+        # the duration) drifts by whatever delayed the exit record
+        self.entered = start if entered is None else entered
+
+
+class Graph:
+    """Turns funcgraph_entry/exit records into the kernel's text layout,
+    and completed calls into call trees (JSON, folded stacks, timelines).
+
+    ``entry(ts, cpu, pid, func, depth)`` and ``exit(ts, cpu, pid, func,
+    depth, dur)`` take records in time order. With ``wanted`` set only
+    calls under those functions are kept, depths counted from them (the
+    instance path, where the kernel cannot filter by graph function, and
+    strays the kernel records outside them on the top level); with
+    ``maxdepth`` / ``thresh_ns`` the depth and threshold filters are
+    applied here too.
+    """
+
+    def __init__(self, write: Callable[[str], None], comm: Callable[[int], str],
+                 text: bool = True, cpu: bool = True, proc: bool = False,
+                 abstime: bool = False, duration: bool = True,
+                 tail: bool = False, ncpu_width: int = 1,
+                 wanted: Optional[Set[str]] = None, maxdepth: int = 0,
+                 thresh_ns: int = 0,
+                 on_root: Optional[Callable[[Call], None]] = None) -> None:
+        self.write, self.comm, self.text = write, comm, text
+        self.o_cpu, self.o_proc, self.o_abs = cpu, proc, abstime
+        self.o_dur, self.o_tail, self.cw = duration, tail, ncpu_width
+        self.wanted, self.maxdepth, self.thresh = wanted, maxdepth, thresh_ns
+        self.on_root = on_root
+        self.pending: Dict[int, tuple] = {}   # cpu -> entry awaiting its exit
+        self.last_pid: Dict[int, int] = {}
+        self.entered: Dict[int, Dict[int, str]] = {}  # cpu -> depth -> func
+        self.base: Dict[int, int] = {}         # pid -> depth of the wanted call
+        self.kids: Dict[int, Dict[int, List[Call]]] = {}  # pid -> depth -> calls
+
+    # -- filtering (instance path) -----------------------------------------
+
+    def _rebase(self, pid: int, func: str, depth: int, is_entry: bool) -> int:
+        """Depth below the wanted function, or -1 to drop the record."""
+        if self.wanted is None:
+            d = depth
+        else:
+            b = self.base.get(pid)
+            if b is not None and depth <= b and (is_entry or depth < b):
+                del self.base[pid]   # its exit was lost
+                b = None
+            if b is None:
+                if not is_entry or func not in self.wanted:
+                    return -1
+                self.base[pid] = b = depth
+            d = depth - b
+            if not is_entry and d == 0:
+                del self.base[pid]
+        if self.maxdepth and d >= self.maxdepth:
+            return -1
+        return d
+
+    def entry(self, ts: int, cpu: int, pid: int, func: str, depth: int) -> None:
+        d = self._rebase(pid, func, depth, True)
+        if d < 0 or self.thresh:
+            return
+        if self.text:
+            self._flush(cpu)
+            self.pending[cpu] = (ts, pid, func, d)
+
+    def exit(self, ts: int, cpu: int, pid: int, func: str, depth: int,
+             dur: int, calltime: Optional[int] = None) -> None:
+        d = self._rebase(pid, func, depth, False)
+        if d < 0 or dur < self.thresh:
+            return
+        if self.text:
+            p = self.pending.pop(cpu, None)
+            if p is not None and p[1:] == (pid, func, d):
+                self._line(p[0], cpu, pid, self._dur(dur) + "  " * d + func + "();")
+            else:
+                if p is not None:
+                    self._nested(cpu, p)
+                match = self.entered.get(cpu, {}).pop(d, None) == func
+                tail = "}" if match and not self.o_tail else "} /* %s */" % func
+                self._line(ts, cpu, pid, self._dur(dur) + "  " * d + tail)
+        if self.on_root is not None:    # trees only for the outputs made of them
+            self._complete(Call(func, d, ts - dur, dur, cpu, pid, calltime))
+
+    def _dur(self, ns: Optional[int]) -> str:
+        if not self.o_dur:
+            return ""
+        return "              |  " if ns is None else fmt_duration(ns)
+
+    def _nested(self, cpu: int, p: tuple) -> None:
+        ts, pid, func, d = p
+        self.entered.setdefault(cpu, {})[d] = func
+        self._line(ts, cpu, pid, self._dur(None) + "  " * d + func + "() {")
+
+    def _flush(self, cpu: int) -> None:
+        p = self.pending.pop(cpu, None)
+        if p is not None:
+            self._nested(cpu, p)
+
+    def flush_all(self) -> None:
+        """Entries whose exit has not come: print them as opened calls."""
+        for cpu in sorted(self.pending):
+            self._flush(cpu)
+
+    def _line(self, ts: int, cpu: int, pid: int, rest: str) -> None:
+        pre = ""
+        if self.o_abs:
+            pre += "%5d.%06d |  " % (ts // 10 ** 9, ts % 10 ** 9 // 1000)
+        if self.o_cpu:
+            pre += " %*d) " % (self.cw, cpu)
+        last = self.last_pid.get(cpu)
+        self.last_pid[cpu] = pid
+        if last is not None and last != pid:
+            self.write(" ------------------------------------------\n"
+                       " %*d) %s => %s\n ------------------------------------------\n\n"
+                       % (self.cw, cpu, fmt_proc(self.comm(last), last),
+                          fmt_proc(self.comm(pid), pid)))
+        if self.o_proc:
+            pre += fmt_proc(self.comm(pid), pid) + " | "
+        self.write(pre + rest + "\n")
+
+    def headers(self) -> str:
+        a, b = "#", "#"
+        if self.o_abs:
+            a, b = a + "     TIME       ", b + "      |         "
+        if self.o_cpu:
+            a, b = a + " CPU", b + " |  "
+        if self.o_proc:
+            a, b = a + "  TASK/PID       ", b + "   |    |        "
+        if self.o_dur:
+            a, b = a + "  DURATION   ", b + "   |   |      "
+        return "%s               FUNCTION CALLS\n%s               |   |   |   |\n" % (a, b)
+
+    # -- call trees ----------------------------------------------------------
+
+    def _complete(self, c: Call) -> None:
+        """Exits come children first: a call adopts the finished calls
+        below it that ran within it; depth 0 ends a tree.
+
+        Not only the level just below: an interrupt taken in the function
+        itself can be recorded two levels down (seen on 6.12: its first
+        traced function at depth 2 under a depth-0 call), so a call
+        whose parent level has no call around it waits for an ancestor.
+        Containment is checked at both ends: an interrupt that began a
+        moment before a short sibling's call time is not that sibling's.
+        """
+        levels = self.kids.setdefault(c.pid, {})
+        lo, hi = c.entered - SLACK_NS, c.entered + c.dur + SLACK_NS
+        kids: List[Call] = []
+        for d in [d for d in levels if d > c.depth]:
+            rest = []
+            for k in levels[d]:
+                (kids if lo <= k.entered and k.entered + k.dur <= hi else rest).append(k)
+            if rest:
+                levels[d] = rest
+            else:
+                del levels[d]
+        c.kids = _nest(kids)
+        if c.depth == 0:
+            # what is left began before this tree: its parent was lost
+            for k in sorted((k for d in levels for k in levels[d]), key=lambda k: k.entered):
+                self._root(k)
+            levels.clear()
+            self._root(c)
+        else:
+            levels.setdefault(c.depth, []).append(c)
+
+    def _root(self, c: Call) -> None:
+        if self.on_root:
+            self.on_root(c)
+
+    def finish(self) -> None:
+        """Calls whose parent never returned (still running, or lost)."""
+        self.flush_all()
+        for pid in sorted(self.kids):
+            for d in sorted(self.kids[pid], reverse=True):
+                for c in self.kids[pid][d]:
+                    self._root(c)
+        self.kids = {}
+
+
+def _inside(k: Call, p: Call) -> bool:
+    """k ran within p, deeper (a sibling a moment after p is not p's)."""
+    return p.depth < k.depth and p.entered - SLACK_NS <= k.entered and \
+        k.entered + k.dur <= p.entered + p.dur + SLACK_NS
+
+
+def _nest(calls: List[Call]) -> List[Call]:
+    """The calls a parent adopts, as a forest: one that ran within another
+    goes under it. Normally a call has adopted its own callees when its
+    exit came; but under emulation a vCPU stalled between writing a
+    record and committing it hands records on late, out of order (a CI
+    run on 6.1: a callee's exit read after its caller's, both then adopted
+    by the root as siblings, their time counted twice)."""
+    out: List[Call] = []
+    stack: List[Call] = []
+    for k in sorted(calls, key=lambda k: (k.entered, -k.dur, k.depth)):
+        while stack and not _inside(k, stack[-1]):
+            stack.pop()
+        if stack:
+            p = stack[-1]
+            p.kids = sorted(p.kids + [k], key=lambda x: x.entered)
+        else:
+            out.append(k)
+        stack.append(k)
+    return out
+
+
+def walk(c: Call, parents=()):
+    """Pre-order: (call, stack of function names above it)."""
+    yield c, parents
+    for k in c.kids:
+        yield from walk(k, parents + (c.func,))
+
+
+def fold(c: Call, into: Dict[str, int]) -> None:
+    """Add a tree's self times to folded stacks (``a;b;c`` -> ns)."""
+    for n, up in walk(c):
+        key = ";".join(up + (n.func,))
+        into[key] = into.get(key, 0) + max(0, n.dur - sum(k.dur for k in n.kids))
+
+
+def functions(funcs, patterns: List[str]) -> List[str]:
+    """The traceable functions the patterns match (a usage error naming a
+    pattern that matches nothing, with close names)."""
+    from ftracetools.errors import UsageError
+    names: Set[str] = set()
+    for p in patterns:
+        got = symbols.match(funcs, p)
+        if not got:
+            near = symbols.suggest(funcs, p)
+            raise UsageError("%s matches no traceable function" % p,
+                             ("close: %s" % ", ".join(near)) if near else
+                             "see available_filter_functions")
+        names.update(got)
+    if len(names) > MAX_FUNCS:
+        raise UsageError("the patterns match %d functions (more than %d)"
+                         % (len(names), MAX_FUNCS), "name fewer")
+    return sorted(names)
+
+
+class GraphSource(Source):
+    """function_graph armed in the session (an instance where the kernel
+    allows it, else the top level under the lock), its records read from
+    every CPU in time order and handed to ``graph``.
+
+    ``in_instance``: the session is an instance, where the kernel cannot
+    keep to the calls under the functions (it records every function of
+    the traced threads: the graph filters, and the buffer is larger).
+    ``on_lost(cpu, n)``: events lost on a CPU since the last call, as soon
+    as they are known (the kernel's text shows ``CPU:N [LOST M EVENTS]``).
+    """
+
+    lost_hint = "use a larger -b, fewer functions, or -m"
+
+    def __init__(self, s, graph: Graph, names: List[str], targets, *, in_instance: bool,
+                 maxdepth: int, thresh_ns: int, kb: int, oncpu: bool, noirqs: bool,
+                 warn: Callable[[str], None], on_lost: Callable[[int, int], None]) -> None:
+        self.s, self.g, self.on_lost = s, graph, on_lost
+        s.set("tracing_on", "0")
+        s.set_buffer_kb(kb)
+        s.set("trace_clock", "mono")
+        # When the buffer fills, drop new records rather than overwrite the
+        # oldest unread ones: the trees read so far stay whole, and every
+        # drop is counted ("dropped events" in per_cpu stats).
+        s.set_option("overwrite", False)
+        if in_instance:
+            for w in _global_graph_settings(s.root):
+                warn(w)
+            if not targets.filtered and maxdepth != 1:
+                warn("warning: in an instance this kernel cannot limit "
+                     "function_graph to the calls under FUNCTION: every "
+                     "kernel function is recorded; -p, -L or -c cost less")
+            if maxdepth == 1:  # only the functions: filter in the kernel
+                s.set("set_ftrace_filter", "\n".join(names))
+        else:
+            s.set("set_graph_function", "\n".join(names))
+            if maxdepth:
+                s.set("max_graph_depth", str(maxdepth))
+            if thresh_ns:
+                s.set("tracing_thresh", str(thresh_ns // 1000 or 1))
+        if noirqs:
+            s.set_option("funcgraph-irqs", False)
+        if oncpu:
+            s.set_option("sleep-time", False)
+        targets.arm(s, pid_file="set_ftrace_pid", fork_option="function-fork")
+        s.set("current_tracer", "function_graph")
+        ent = EventFormat.load(s.root, "ftrace", "funcgraph_entry")
+        ext = EventFormat.load(s.root, "ftrace", "funcgraph_exit")
+        self.ent_id, self.ext_id = ent.id, ext.id
+        self.dec_ent = ent.decoder(["common_pid", "func", "depth"])
+        self.timed = "calltime" in ext.fields
+        self.dec_ext = ext.decoder(["common_pid", "func", "depth"]
+                                   + (["calltime", "rettime"] if self.timed else []))
+        self.r = r = RawReader(s.dir, s.root,
+                               cpus=sorted(targets.cpus) if targets.cpus else None)
+        s.own(r)
+        self.base = {c: self._dropped(c) for c in r.cpus}
+        self.lost_cpu = dict.fromkeys(r.cpus, 0)
+        # Loaded before tracing starts: reading kallsyms takes seconds in
+        # the emulated guests, which the first records would wait for.
+        self.amap = symbols.AddrMap.load(s.root, names)
+        self.feed = Feed(r, BACKLOG_PAGES)
+        self._unread = 0
+        self.comms: Dict[int, str] = {}
+
+    def live(self) -> None:
+        self.s.start()
+
+    def comm(self, pid: int) -> str:
+        """A task's name: /proc, or the kernel's saved names once it is gone."""
+        c = self.comms.get(pid)
+        if c is None:
+            c = procs.comm(pid) if pid else "<idle>"
+            if c == "?":
+                c = _saved_cmdlines(self.s.root).get(pid, "<...>")
+            self.comms[pid] = c
+        return c
+
+    def _dropped(self, cpu: int) -> int:
+        return lost_from_stats(read_stats(os.path.join(self.s.dir, "per_cpu", "cpu%d" % cpu)))
+
+    def _name(self, ip: int) -> str:
+        return self.amap.name(ip) or "0x%x" % ip
+
+    def _handle(self, evs) -> None:
+        starts: Dict[tuple, int] = {}
+        g, ent_id, ext_id = self.g, self.ent_id, self.ext_id
+        for ts, cpu, typ, p in evs:
+            if typ == ent_id:
+                pid, ip, depth = self.dec_ent(p)
+                starts[(pid, depth)] = ts
+                g.entry(ts, cpu, pid, self._name(ip), depth)
+            elif typ == ext_id:
+                v = self.dec_ext(p)
+                dur = v[4] - v[3] if self.timed else ts - starts.get((v[0], v[2]), ts)
+                g.exit(ts, cpu, v[0], self._name(v[1]), v[2], dur,
+                       v[3] if self.timed else None)
+
+    def wait(self, timeout: float) -> object:
+        return self.r.wait(timeout)
+
+    def drain(self, final: bool = False) -> int:
+        """Hand on what the CPUs have, in time order across CPUs (a task
+        that moves between CPUs mid-call has its records on both), in
+        bounded chunks (the loop checks for signals between them); return
+        how many records are left to hand on."""
+        feed, n, deadline = self.feed, 0, time.monotonic() + 0.25
+        while True:
+            feed.pull()
+            evs = feed.take(None if final else time.monotonic_ns() - HOLD_NS, CHUNK_PAGES)
+            self._handle(evs)
+            n += len(evs)
+            if not feed.backlog() or time.monotonic() > deadline:
+                break
+        for c in self.r.cpus:
+            k = self._dropped(c) - self.base[c]
+            if k > self.lost_cpu[c]:
+                self.on_lost(c, k - self.lost_cpu[c])
+                self.lost_cpu[c] = k
+        return n + feed.backlog()
+
+    def finish(self, why: str) -> None:
+        """All that is left in the buffer; after Ctrl-C at most half a
+        second's worth (a full buffer takes seconds to decode), the rest
+        counted as unread."""
+        until = time.monotonic() + 0.5 if why == "signal" else None
+        while self.drain(final=True) and (until is None or time.monotonic() < until):
+            pass
+        self._unread = self.feed.discard() + sum(
+            read_stats(os.path.join(self.s.dir, "per_cpu", "cpu%d" % c)).get("entries", 0)
+            for c in self.r.cpus)
+        self.g.finish()
+
+    def lost(self) -> int:
+        n = max(sum(self.lost_cpu.values()), self.r.flagged_lost)
+        return n or (1 if self.r.unknown_loss else 0)
+
+    def unread(self) -> int:
+        return self._unread
+
+
+_CMDLINES: Dict[int, str] = {}
+
+
+def _saved_cmdlines(root: str) -> Dict[int, str]:
+    """PID -> name from the kernel's saved_cmdlines (reading changes nothing)."""
+    if not _CMDLINES:
+        for line in (tracefs.read_opt(os.path.join(root, "saved_cmdlines")) or "").splitlines():
+            pid, _, name = line.partition(" ")
+            if pid.isdigit():
+                _CMDLINES[int(pid)] = name
+    return _CMDLINES
+
+
+def _global_graph_settings(root: str) -> List[str]:
+    """Top-level graph settings that this kernel applies to instances too."""
+    out = []
+    for f, empty in (("set_graph_function", ""), ("set_graph_notrace", ""),
+                     ("max_graph_depth", "0"), ("tracing_thresh", "0")):
+        v = (tracefs.read_opt(os.path.join(root, f)) or "").strip()
+        if v and not v.startswith("#") and v != empty:
+            out.append("warning: %s is set at the top level by someone else "
+                       "(%s); this kernel applies it to every function_graph "
+                       "user, so it limits what is shown" % (f, v.split()[0]))
+    return out
