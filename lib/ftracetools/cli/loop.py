@@ -100,8 +100,12 @@ def trace(session, source, targets, *, tool: str, what: str,
         sys.stdout.flush()
     targets.go()
     why = "signal"
+
+    def drain() -> None:
+        source.drain()
+        sys.stdout.flush()      # what a streaming source printed
     try:
-        why = trace_loop(source.drain, wait=source.wait, duration=duration,
+        why = trace_loop(drain, wait=source.wait, duration=duration,
                          interval=interval, count=count,
                          on_interval=(lambda: report(False)) if report and interval else None,
                          alive=targets.alive if targets.filtered else None,

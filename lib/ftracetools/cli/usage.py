@@ -175,6 +175,8 @@ def explain(doc: str, argv: List[str], tool: str) -> Tuple[str, str]:
     used, pos, bad = _scan(argv, by)
     hint_all = "options: %s (%s -h)" % (" ".join(o.names[-1] if o.names[-1] != "--help"
                                                   else "-h" for o in opts), tool)
+    if len(hint_all) > 70:
+        hint_all = "'%s -h' lists the options" % tool
     if bad is not None:
         name, why = bad
         if why == "unknown":

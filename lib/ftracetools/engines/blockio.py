@@ -52,7 +52,7 @@ def parse_devices(names: List[str]) -> Dict[int, str]:
                 raise UsageError("-d %s: %s" % (d, e), "-d names a device here, as in "
                                  "perf-tools; for a duration give INTERVAL COUNT "
                                  "(1 %s)" % d) from None
-            raise UsageError("-d %s: %s" % (d, e)) from None
+            raise UsageError("-d %s: %s" % (d, e), e.hint) from None
         sysd = "/sys/class/block/" + name
         if os.path.exists(sysd + "/partition"):
             disk = os.path.basename(os.path.dirname(os.path.realpath(sysd)))

@@ -29,22 +29,23 @@ def parse_cpulist(text: str, check: bool = True) -> Set[int]:
     """``0,2-3`` -> {0, 2, 3}; with ``check``, every CPU must be online."""
     cpus: Set[int] = set()
     if not text or not text.strip():
-        raise UsageError("empty CPU list")
+        raise UsageError("-C: empty CPU list", "CPUs as 3, or 0,2-3")
     for item in text.split(","):
         m = _ITEM.match(item.strip())
         if not m:
-            raise UsageError("bad CPU list %r: use e.g. 3 or 0,2-3" % text)
+            raise UsageError("-C %s: not a CPU list" % text, "CPUs as 3, or 0,2-3")
         lo = int(m.group(1))
         hi = int(m.group(2)) if m.group(2) is not None else lo
         if hi < lo:
-            raise UsageError("bad CPU range %r in %r" % (item, text))
+            raise UsageError("-C %s: a range from high to low (%s)" % (text, item),
+                             "CPUs as 3, or 0,2-3")
         cpus.update(range(lo, hi + 1))
     if check:
         on = online()
         bad = sorted(cpus - on) if on else []
         if bad:
-            raise UsageError("CPU %s not online (online: %s)"
-                             % (format_cpulist(bad), format_cpulist(sorted(on))))
+            raise UsageError("-C %s: CPU %s not online" % (text, format_cpulist(bad)),
+                             "online: %s" % format_cpulist(sorted(on)))
     return cpus
 
 

@@ -55,8 +55,7 @@ def parse_device(text: str) -> Tuple[str, int]:
         for n, v in table.items():
             if v == mm:
                 return n, kernel_dev(*mm)
-        raise UsageError("no block device %s,%s; devices: %s"
-                         % (mm[0], mm[1], _names(table)))
+        raise UsageError("no block device %s,%s" % mm, "devices: " + _names(table))
     name = t[5:] if t.startswith("/dev/") else t
     if name in table:
         return name, kernel_dev(*table[name])
@@ -70,8 +69,10 @@ def parse_device(text: str) -> Tuple[str, int]:
             for n, v in table.items():
                 if v == mm:
                     return n, kernel_dev(*mm)
-    raise UsageError("no block device %r; devices: %s" % (text, _names(table)))
+    raise UsageError("no block device %r" % text, "devices: " + _names(table))
 
 
 def _names(table) -> str:
-    return ", ".join(sorted(table)) or "(none)"
+    names = sorted(table)
+    out = ", ".join(names[:12]) or "(none)"
+    return out + (" and %d more (ls /sys/block)" % (len(names) - 12) if len(names) > 12 else "")

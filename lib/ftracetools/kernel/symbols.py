@@ -30,12 +30,12 @@ def parse_pattern(text: str) -> Tuple[str, Optional[str]]:
         func, _, mod = text.partition(":mod:")
         func = func or "*"
         if not _MOD.match(mod):
-            raise UsageError("bad module name in %r" % text)
+            raise UsageError("%s: not a module name" % text,
+                             "a function pattern is GLOB or GLOB:mod:MODULE")
     if not _GLOB.match(func) or func.startswith("!"):
         # A leading '!' would be a negation in set_ftrace_filter.
-        raise UsageError("bad function pattern %r: use letters, digits, _, "
-                         "and the glob characters * ? [ ] (no spaces, no ':' "
-                         "except :mod:MODULE)" % text)
+        raise UsageError("%s: not a function pattern" % text,
+                         "letters, digits, _ and * ? [ ]; GLOB or GLOB:mod:MODULE")
     return func, mod
 
 

@@ -1,25 +1,17 @@
-"""schedtrace's accounting on arrays (ftracetools.schedvec) against the
+"""The scheduler's books on arrays (engines.schedarrays) against the
 reference, Tracker, event by event: simulated machines whose event
 streams have every irregularity the kernel produces (switches it did not
 record, first switches of CPUs, wakeups of running tasks, exits, forks
 of traced tasks), cut into rounds at random places."""
 
-import os
 import random
-import sys
 
 import pytest
 
-import tooling
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "lib"))
-
 np = pytest.importorskip("numpy")
+from ftracetools.engines import sched as st  # noqa: E402
 from ftracetools.engines import schedarrays as schedvec  # noqa: E402
-
-st = tooling.load_tool("schedtrace")
-from test_schedtrace_unit import FMT_NEW  # noqa: E402
+from test_sched import FMT_NEW  # noqa: E402
 
 S, D, I, X, Z, PRE = 1, 2, 0x80, 0x10, 0x20, 0x100
 SW, WK, FK = schedvec.SWITCH, schedvec.WAKE, schedvec.FORK

@@ -1,4 +1,5 @@
-"""The undo journal, the lock and the session against a fake tracefs."""
+"""The session, its undo journal, the lock and the run directory
+(kernel.session, journal, lock, rundir) against a fake tracefs."""
 
 import json
 import os
@@ -12,6 +13,7 @@ from ftracetools.kernel import session
 from ftracetools.kernel import tracefs
 from ftracetools.errors import ToolError
 from ftracetools.kernel.features import Features
+from ftracetools.kernel.session import undo_value
 
 
 @pytest.fixture
@@ -275,3 +277,15 @@ def test_recovery_expands_what_a_killed_run_left(fake):
                             "value": "7 1408"}) + "\n")
     journal.recover(lambda m: None)
     assert (fake / "buffer_size_kb").read_text() == "1408"
+
+
+def test_undo_values():
+    assert undo_value("set_ftrace_filter", "#### all functions enabled ####\n") == ""
+    assert undo_value("set_ftrace_filter", "vfs_read\nvfs_write\n") == "vfs_read\nvfs_write"
+    assert undo_value("set_event_pid", "no pid\n") == ""
+    assert undo_value("set_event_pid", "1\n2\n") == "1 2"
+    assert undo_value("trace_clock", "[local] global counter mono\n") == "local"
+    assert undo_value("events/sched/sched_switch/filter", "none\n") == "0"
+    assert undo_value("buffer_size_kb", "7 (expanded: 1408)\n") == "1408"
+    assert undo_value("buffer_size_kb", "4096\n") == "4096"
+    assert undo_value("tracing_on", "1\n") == "1"

@@ -1,10 +1,61 @@
-"""Library modules added for pagefaults: pages (bulk records) and maps."""
+"""Sub-buffer pages (ring.pages) and the per-CPU stats (ring.reader),
+on hand-made pages."""
 
 import struct
 
-from ftracetools.host import maps
 from ftracetools.ring import pages
+from ftracetools.ring import reader
+from test_formats import switch_payload
 from ftracetools.ring.pages import PageLayout, parse_page
+
+
+def _page(events_bytes, ts=1000, missed=None):
+    commit = len(events_bytes)
+    tail = b""
+    if missed is not None:
+        commit |= 1 << 31 | 1 << 30
+        tail = struct.pack("<q", missed)
+    page = struct.pack("<Qq", ts, commit) + events_bytes + tail
+    return page + b"\0" * (4096 - len(page))
+
+
+def test_parse_page_all_event_kinds():
+    lay = pages.PageLayout("/nonexistent")
+    p1 = switch_payload(prev_pid=1)
+    ev = struct.pack("<I", (10 << 5) | 16) + p1             # type_len 16, +10 ns
+    ev += struct.pack("<II", (3 << 5) | 30, 1)              # time extend: +2**27+3
+    ev += struct.pack("<II", 5 << 5, 4 + 64) + switch_payload(prev_pid=2)  # type_len 0
+    ev += struct.pack("<II", (1 << 5) | 29, 12) + b"\0" * 8  # padding: no time
+    ev += struct.pack("<I", (2 << 5) | 16) + switch_payload(prev_pid=3)
+    out = []
+    assert pages.parse_page(_page(ev), 1, lay, out) == 0
+    assert [e[0] for e in out] == [1010, 1010 + (1 << 27) + 3 + 5, 1010 + (1 << 27) + 8 + 2]
+    assert [struct.unpack_from("<i", e[3], 24)[0] for e in out] == [1, 2, 3]
+    assert all(e[1] == 1 and e[2] == 372 for e in out)
+
+
+def test_parse_page_lost_events():
+    lay = pages.PageLayout("/nonexistent")
+    out = []
+    assert pages.parse_page(_page(b"", missed=42), 0, lay, out) == 42
+    assert out == []
+
+
+def test_real_header_page_layout(tmp_path):
+    (tmp_path / "events").mkdir()
+    (tmp_path / "events" / "header_page").write_text(
+        "\tfield: u64 timestamp;\toffset:0;\tsize:8;\tsigned:0;\n"
+        "\tfield: local_t commit;\toffset:8;\tsize:8;\tsigned:1;\n"
+        "\tfield: int overwrite;\toffset:8;\tsize:1;\tsigned:1;\n"
+        "\tfield: char data;\toffset:16;\tsize:8176;\tsigned:0;\n")
+    lay = pages.PageLayout(str(tmp_path))
+    assert (lay.commit_off, lay.data_off, lay.page_size) == (8, 16, 8192)
+
+
+def test_stats():
+    s = {"entries": 5, "overrun": 2, "commit overrun": 1, "dropped events": 4}
+    assert reader.lost_from_stats(s) == 7
+
 
 LAYOUT = PageLayout("/nonexistent")  # the defaults: 64-bit header, 4 KB pages
 
@@ -64,41 +115,3 @@ def test_records_trailing_padding_and_empty():
 def test_page_lost():
     assert pages.page_header(page(fault(1, 0, 0, 0)), LAYOUT)[3] == 0
     assert pages.page_header(page(fault(1, 0, 0, 0), lost=42), LAYOUT)[3] == 42
-
-
-MAPS = """\
-55d0c0000000-55d0c0001000 r--p 00000000 fd:01 123 /usr/bin/prog
-55d0c0001000-55d0c0005000 r-xp 00001000 fd:01 123 /usr/bin/prog
-55d0c1000000-55d0c1021000 rw-p 00000000 00:00 0 [heap]
-7f0000000000-7f0000100000 rw-p 00000000 00:00 0
-7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]
-"""
-
-
-def test_parse_maps_and_lookup(tmp_path):
-    m = maps.parse_maps(MAPS)
-    assert [x[3] for x in m] == ["/usr/bin/prog", "/usr/bin/prog", "[heap]",
-                                 maps.ANON, "[stack]"]
-    (tmp_path / "42").mkdir()
-    (tmp_path / "42" / "maps").write_text(MAPS)
-    pm = maps.ProcessMaps(str(tmp_path))
-    assert pm.lookup(42, 0x55d0c0001010) == ("/usr/bin/prog", 0x1010)
-    assert pm.lookup(42, 0x55d0c1000008)[0] == "[heap]"
-    assert pm.lookup(42, 0x7f0000000123)[0] == maps.ANON
-    assert pm.lookup(42, 0x10)[0] == maps.UNMAPPED
-    assert pm.lookup(43, 0x10)[0] == maps.EXITED
-    # A mapping made after the first read is found by one re-read.
-    (tmp_path / "42" / "maps").write_text(MAPS + "7ffe00000000-7ffe00001000 r--p 0 00:00 0 [vdso]\n")
-    pm.new_round()
-    assert pm.lookup(42, 0x7ffe00000010)[0] == "[vdso]"
-
-
-def test_kallsyms(tmp_path):
-    f = tmp_path / "kallsyms"
-    f.write_text("ffffffff81000000 T _stext\nffffffff81000100 t copy_user_generic\n"
-                 "ffffffff81000200 D some_data\nffffffff81000300 T clear_user\n")
-    k = maps.Kallsyms(str(f))
-    assert k.name(0xffffffff81000150) == "copy_user_generic"
-    assert k.name(0xffffffff81000250) == "copy_user_generic"  # data skipped
-    assert k.name(0xffffffff81000301) == "clear_user"
-    assert maps.Kallsyms(str(tmp_path / "none")).name(5) == "[unknown]"

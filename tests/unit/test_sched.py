@@ -1,20 +1,12 @@
-"""schedtrace without root: state letters, the per-task accounting, the
-histogram maths, time ordering across CPUs and the argument table."""
-
-import os
-import subprocess
-import sys
+"""The scheduler's books without a kernel (engines.sched): state letters,
+the per-task accounting, the histogram counts; and the time-ordered merge
+of CPUs (ring.merge)."""
 
 import pytest
 
-import tooling
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-TOOL = os.path.join(REPO, "bin", "schedtrace")
-
-
-st = tooling.load_tool("schedtrace")
+from ftracetools.engines import sched as st
+from ftracetools.errors import UsageError
+from ftracetools.report.histogram import Histogram
 
 # sched_switch print fmt of 6.18 (4.14+ encoding: preempted = 0x100) ...
 FMT_NEW = ('"prev_comm=%s prev_pid=%d prev_prio=%d prev_state=%s%s ==> next_comm=%s '
@@ -55,10 +47,10 @@ def test_state_filter_bits():
     s = st.States(FMT_NEW)
     assert s.bits({"D"}) == (2, False, False)
     assert s.bits({"S", "D", "R+"}) == (3, False, True)
-    with pytest.raises(st.UsageError):
+    with pytest.raises(UsageError):
         s.bits({"K"})   # 4.9 only
-    assert st._state_filter(s, {"D"}) == "(prev_state & 2)"
-    assert st._state_filter(s, {"D", "R"}) == \
+    assert st.state_filter(s, {"D"}) == "(prev_state & 2)"
+    assert st.state_filter(s, {"D", "R"}) == \
         "((prev_state & 2)) || (prev_state == 0 || prev_state == 256)"
 
 
@@ -173,7 +165,7 @@ def test_hists_units_and_stats():
     for ns in (500, 1500, 1999, 3000, 3000, 100000):
         h.add(None, ns)
     assert h.vals[None] == {0: 1, 1: 2, 3: 2, 100: 1}
-    s = h.stats(h.vals[None])
+    s = Histogram.of_counts(h.vals[None], "us").stats
     assert (s["count"], s["total"], s["max"], s["p50"], s["p99"]) == (6, 108, 100, 1, 100)
     assert s["avg"] == 18.0
 
@@ -229,22 +221,3 @@ def test_feed_holds_a_bounded_backlog():
     assert f.pull() == 4 and f.backlog() == 4
     assert f.pull() == 0 and len(r.todo) == 6
     assert len(f.take(max_pages=2)) == 2 and f.pull() == 2
-
-
-@pytest.mark.parametrize("argv", [
-    ["-s", "-H"], ["--by", "task"], ["-H", "--by", "pid"], ["-d", "0"], ["-d", "x"],
-    ["--state", "Q"], ["--state", ""], ["-C", "999"], ["-C", "a"], ["-p", "x"],
-    ["-p", "1", "-L", "1"], ["-s", "0"], ["-s", "1", "0"], ["-s", "-t", "-1"],
-    ["--perfetto", "/nonexistent/dir/x.json"], ["-w", "-s"],
-])
-def test_bad_arguments_exit_2_before_tracing(argv):
-    r = subprocess.run([sys.executable, TOOL] + argv, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True, timeout=20)
-    assert r.returncode == 2, (argv, r.stderr)
-    assert "Traceback" not in r.stderr
-    assert r.stderr.startswith("schedtrace: ")
-
-
-def test_help():
-    r = subprocess.run([sys.executable, TOOL, "-h"], stdout=subprocess.PIPE, text=True)
-    assert r.returncode == 0 and "Usage:" in r.stdout
