@@ -24,7 +24,7 @@ from ftracetools.kernel.session import Session  # noqa: E402
 
 def body(args) -> int:
     targets = cli.Targets(args)
-    dur = cli.positive(args["-s"], "duration")
+    dur = cli.seconds(args["-s"], "-s")
     with Session("victim", top_level=args["-t"]) as s:
         s.set("buffer_size_kb", "2048")
         s.set("trace_clock", "mono")

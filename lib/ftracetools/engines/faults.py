@@ -140,8 +140,11 @@ class Counts:
                 self.who[tid] = (procs.tgid(tid) or tid, procs.comm(tid))
 
     def fold(self) -> List[Tuple[object, List[int]]]:
-        """Raw counts into per-process rows; returns them sorted, busiest first."""
-        self.identify({t for _, t, _ in self.raw} | set(self.major) | set(self.minor))
+        """Raw counts into per-process rows; returns them sorted, busiest first.
+        Only the names of this interval's tasks are kept after it: memory
+        stays flat however many processes come and go."""
+        seen = {t for _, t, _ in self.raw} | set(self.major) | set(self.minor)
+        self.identify(seen)
         for (tw, tid, code), n in self.raw.items():
             vals = split(code, (tw & 0xFFFF) == self.kern_id)
             self._add(self.who[tid][0], [v * n for v in vals])
@@ -153,6 +156,7 @@ class Counts:
         rows = sorted(self.rows.items(), key=lambda kv: (-kv[1][0], str(kv[0])))
         self.raw.clear(), self.major.clear(), self.minor.clear()
         self.rows = {}
+        self.who = {t: self.who[t] for t in seen}
         return rows
 
 
