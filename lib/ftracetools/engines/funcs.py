@@ -148,9 +148,14 @@ class _Counter(Source):
 
     def __init__(self) -> None:
         self.base: Dict[str, int] = {}
+        self.missed = 0     # set by totals(): hits the kernel missed or dropped
 
     def totals(self) -> Dict[str, int]:
         raise NotImplementedError
+
+    def lost(self) -> int:
+        self.totals()
+        return self.missed
 
     def take(self) -> Dict[str, int]:
         total = self.totals()
@@ -171,7 +176,6 @@ class InKernel(_Counter):
         self.s, self.method, self.names, self.targets = s, method, names, targets
         self.events: Dict[str, str] = {}  # event name -> function
         self.hist = method.endswith("hist")
-        self.missed = 0
         if method == "profiler":
             s.set("set_ftrace_filter", symbols.filter_text(symbols.load(s.root), names))
             s.set("function_profile_enabled", "1")
@@ -219,10 +223,6 @@ class InKernel(_Counter):
                 missed += dropped
         self.missed = missed
         return counts
-
-    def lost(self) -> int:
-        self.totals()
-        return self.missed
 
 
 class Traced(_Counter):
@@ -284,7 +284,6 @@ class TracepointHist(_Counter):
     def __init__(self, s, names: List[str], targets) -> None:
         super().__init__()
         self.s, self.names, self.targets = s, names, targets
-        self.dropped = 0
         _hist_per_cpu(s, targets, [tuple(n.split(":")) for n in names])
 
     def totals(self) -> Dict[str, int]:
@@ -293,12 +292,8 @@ class TracepointHist(_Counter):
             sysname, ev = n.split(":")
             out[n], d = _hist_sum(self.s, sysname, ev, self.targets.cpus)
             dropped += d
-        self.dropped = dropped
+        self.missed = dropped
         return out
-
-    def lost(self) -> int:
-        self.totals()
-        return self.dropped
 
 
 class TracepointCounter(_Counter):

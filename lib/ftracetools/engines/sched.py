@@ -529,6 +529,17 @@ class _Sched(Source):
             self._handle(feed.take(time.monotonic_ns() - HOLD_NS, 16))
             if not feed.backlog() or time.monotonic() > deadline:
                 break
+        if len(self.tr.dead) > 256:     # no interval ends to forget them
+            for pid in self.tr.forget_dead():
+                self.tr.tasks.pop(pid, None)
+
+    def follow_wakeups(self, sess) -> None:
+        """sched_wakeup(_new) into the Tracker: where a wait begins."""
+        dec, wake = self.fmt["sched_wakeup"].decoder(["pid"]), self.tr.wakeup
+        for name in ("sched_wakeup", "sched_wakeup_new"):
+            if name in self.fmt:
+                self.enable(sess, name, self.cpu_filter("target_cpu"),
+                            lambda ts, cpu, p: wake(ts, dec(p)[0]))
 
     def finish(self, why: str) -> None:
         self.end_ns = time.monotonic_ns()
@@ -586,12 +597,7 @@ class Books(_Sched):
                 comm[np_] = cstr(b)
             switch(ts, cpu, pp, st, np_)
         self.enable(s, "sched_switch", self.cpu_filter("cpu"), on_switch)
-        wdec = self.fmt["sched_wakeup"].decoder(["pid"])
-        wake = tr.wakeup
-        for name in ("sched_wakeup", "sched_wakeup_new"):
-            if name in self.fmt:
-                self.enable(ws, name, self.cpu_filter("target_cpu"),
-                            lambda ts, cpu, p: wake(ts, wdec(p)[0]))
+        self.follow_wakeups(ws)
         self.follow_forks(ws)
         if self.vec:
             self.read(s, ws)
@@ -699,11 +705,7 @@ class Events(_Sched):
                     on_switch(ts, cpu, pc, pp, ppr, lt, nc, np_, npr, w)
         self.enable(s, "sched_switch", sw_f, on_sw)
         if track:
-            wdec = self.fmt["sched_wakeup"].decoder(["pid"])
-            for name in ("sched_wakeup", "sched_wakeup_new"):
-                if name in self.fmt:
-                    self.enable(s, name, self.cpu_filter("target_cpu"),
-                                lambda ts, cpu, p: tr.wakeup(ts, wdec(p)[0]))
+            self.follow_wakeups(s)
             if "sched_waking" in self.fmt:
                 kdec = self.fmt["sched_waking"].decoder(["common_pid", "comm", "pid", "prio",
                                                          "target_cpu"])
@@ -725,12 +727,6 @@ class Events(_Sched):
                 self.cpu_filter("orig_cpu"), self.cpu_filter("dest_cpu")), on_mg)
         self.follow_forks(s)
         self.read(s)
-
-    def drain(self) -> None:
-        super().drain()
-        if len(self.tr.dead) > 256:
-            for pid in self.tr.forget_dead():
-                self.tr.tasks.pop(pid, None)
 
 
 class Timeline(_Sched):
@@ -763,11 +759,7 @@ class Timeline(_Sched):
             if wk is not None and w is not None and (keep is None or np_ in keep):
                 on_flow(wk[1], wk[0], cpu, ts)
         self.enable(s, "sched_switch", self.cpu_filter("cpu"), on_sw)
-        wdec = self.fmt["sched_wakeup"].decoder(["pid"])
-        for name in ("sched_wakeup", "sched_wakeup_new"):
-            if name in self.fmt:
-                self.enable(s, name, self.cpu_filter("target_cpu"),
-                            lambda ts, cpu, p: tr.wakeup(ts, wdec(p)[0]))
+        self.follow_wakeups(s)
         if "sched_waking" in self.fmt:
             kdec = self.fmt["sched_waking"].decoder(["pid"])
 
@@ -776,12 +768,6 @@ class Timeline(_Sched):
             self.enable(s, "sched_waking", self.cpu_filter("target_cpu"), on_wk)
         self.follow_forks(s)
         self.read(s)
-
-    def drain(self) -> None:
-        super().drain()
-        if len(self.tr.dead) > 256:
-            for pid in self.tr.forget_dead():
-                self.tr.tasks.pop(pid, None)
 
     def finish(self, why: str) -> None:
         super().finish(why)

@@ -27,6 +27,8 @@ import numpy as np
 from ftracetools.ring.pages import PageLayout, page_offsets
 from ftracetools.ring.arrays import UniformPages
 
+__all__ = ["COLUMNS", "Rounds", "Stream"]
+
 SWITCH, WAKE, FORK = 0, 1, 2
 # what a task entry is ...
 _INIT, _IN, _OUT, _WAKE, _ARR = 0, 1, 2, 3, 4   # _ARR: an unrecorded switch-in

@@ -5,6 +5,8 @@ from typing import Iterable, List, Set
 
 from ftracetools.errors import UsageError
 
+__all__ = ["online", "possible", "parse_cpulist", "format_cpulist", "to_cpumask"]
+
 
 def _read_list(path: str) -> Set[int]:
     try:

@@ -7,6 +7,8 @@ from typing import Dict, Tuple
 
 from ftracetools.errors import UsageError
 
+__all__ = ["MINORBITS", "block_devices", "kernel_dev", "split_dev", "name_of", "parse_device"]
+
 MINORBITS = 20  # block tracepoints carry dev as major << 20 | minor
 
 

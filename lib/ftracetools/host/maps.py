@@ -5,6 +5,8 @@ functions (/proc/kallsyms), looked up by bisection and cached.
 import bisect
 from typing import Dict, List, Optional, Tuple
 
+__all__ = ["EXITED", "UNMAPPED", "ANON", "Mapping", "parse_maps", "ProcessMaps", "Kallsyms"]
+
 #: Names given where no mapping is known.
 EXITED = "[exited]"
 UNMAPPED = "[unmapped]"

@@ -10,6 +10,8 @@ from typing import List, Optional
 
 from ftracetools.errors import CommandError, ToolError, UsageError
 
+__all__ = ["PID_MAX", "parse_pid", "state", "alive", "threads", "check_tid", "comm", "tgid", "parse_command", "Command"]
+
 
 PID_MAX = 1 << 22     # the kernel's limit (pid_max at most)
 

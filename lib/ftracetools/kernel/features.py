@@ -10,6 +10,8 @@ from typing import Dict, List, Optional
 
 from ftracetools.kernel import tracefs
 
+__all__ = ["FEATURES", "Features", "instance_tracers"]
+
 # Feature names used by tools and by the tests' ``needs`` marker.
 FEATURES = (
     "events",                   # tracefs events (sched, block, ...)

@@ -10,6 +10,8 @@ from typing import Iterable, Optional
 
 from ftracetools.errors import UsageError
 
+__all__ = ["any_of", "glob", "mask_set", "all_of", "any_filter"]
+
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 _GLOB = re.compile(r"^[A-Za-z0-9*?]{1,16}$")
 
@@ -41,19 +43,16 @@ def mask_set(field: str, mask: int) -> str:
 
 def all_of(*parts: Optional[str]) -> Optional[str]:
     """Join filters with &&, each in parentheses; None when there are none."""
-    ps = [p for p in parts if p]
-    if not ps:
-        return None
-    if len(ps) == 1:
-        return ps[0]
-    return " && ".join("(%s)" % p for p in ps)
+    return _join(" && ", parts)
 
 
 def any_filter(*parts: Optional[str]) -> Optional[str]:
     """Join filters with ||, each in parentheses; None when there are none."""
+    return _join(" || ", parts)
+
+
+def _join(op: str, parts) -> Optional[str]:
     ps = [p for p in parts if p]
-    if not ps:
-        return None
-    if len(ps) == 1:
-        return ps[0]
-    return " || ".join("(%s)" % p for p in ps)
+    if len(ps) <= 1:
+        return ps[0] if ps else None
+    return op.join("(%s)" % p for p in ps)

@@ -12,6 +12,8 @@ from typing import Callable, Dict, List, NamedTuple, Sequence, Tuple
 
 from ftracetools.errors import ToolError
 
+__all__ = ["Field", "parse_format", "EventFormat", "print_tables"]
+
 
 class Field(NamedTuple):
     name: str

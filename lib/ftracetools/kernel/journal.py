@@ -17,6 +17,8 @@ from ftracetools.kernel import rundir
 from ftracetools.kernel import tracefs
 from ftracetools.errors import ToolError
 
+__all__ = ["apply", "undo", "Journal", "recover"]
+
 # One undo step: {"op": "write"|"append"|"rmdir"|"expand", "path": rel,
 # "value": str}
 

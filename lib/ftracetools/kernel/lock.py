@@ -11,6 +11,8 @@ from typing import Optional
 from ftracetools.kernel import rundir
 from ftracetools.errors import ToolError
 
+__all__ = ["NAME", "TopLevelLock"]
+
 NAME = "toplevel.lock"
 
 

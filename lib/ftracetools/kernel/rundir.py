@@ -12,6 +12,8 @@ import stat
 from ftracetools import switches
 from ftracetools.errors import ToolError
 
+__all__ = ["DEFAULT", "path", "ensure", "open_file"]
+
 DEFAULT = "/run/ftrace-tools"
 
 

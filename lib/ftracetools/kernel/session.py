@@ -26,6 +26,8 @@ from ftracetools.errors import Status, ToolError
 from ftracetools.kernel.features import Features
 from ftracetools.kernel.lock import TopLevelLock
 
+__all__ = ["undo_value", "Session"]
+
 
 _FILTER_LISTS = ("set_ftrace_filter", "set_ftrace_notrace",
                  "set_graph_function", "set_graph_notrace")

@@ -22,6 +22,8 @@ from typing import List, Optional
 
 from ftracetools.errors import Interrupted
 
+__all__ = ["END_SIGNALS", "install", "wakeup_fd", "drain_wakeup", "sleep", "pending", "forget", "check"]
+
 #: Signals that end a run.
 END_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                signal.SIGPIPE)

@@ -12,6 +12,8 @@ from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from ftracetools.errors import ToolError, UsageError
 
+__all__ = ["INVALID_PREFIX", "parse_pattern", "load", "match", "suggest", "duplicates", "filter_indexes", "AddrMap", "match_all", "filter_text"]
+
 # A function glob: identifiers with * ? [..] and an optional :mod:MODULE.
 # No whitespace and no other ':' so nothing can become a trigger command
 # (``func:traceoff``) when written to set_ftrace_filter.

@@ -8,6 +8,8 @@ from typing import Iterable, List, Optional, Tuple
 from ftracetools import switches
 from ftracetools.errors import ToolError
 
+__all__ = ["DEFAULT", "DEBUGFS", "require_root", "find_tracefs", "explain", "holders", "describe_holders", "read", "read_opt", "write", "ftrace_enabled"]
+
 DEFAULT = "/sys/kernel/tracing"
 DEBUGFS = "/sys/kernel/debug"
 

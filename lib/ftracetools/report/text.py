@@ -4,6 +4,8 @@ import json
 import sys
 from typing import IO, Any, Dict, Iterable, List, Optional, Sequence
 
+__all__ = ["escape", "json_safe", "json_line", "table", "count_table"]
+
 # Control characters (C0, DEL, C1) would let a process that names itself
 # with escape sequences drive the user's terminal.
 _ESC = {i: "\\x%02x" % i for i in list(range(0x20)) + [0x7f] + list(range(0x80, 0xa0))}

@@ -9,6 +9,8 @@ microseconds (the format's unit) with nanosecond decimals.
 import json
 from typing import Any, Dict, List, Optional
 
+__all__ = ["Timeline"]
+
 
 class Timeline:
     """One process (``pid`` 0) holding one track per ``tid``."""

@@ -16,6 +16,8 @@ import numpy as np
 
 from ftracetools.ring.pages import LEN_MASK, MISSED, PageLayout, page_header
 
+__all__ = ["record_dtype", "UniformPages"]
+
 
 def record_dtype(fields: Dict[str, Tuple[int, str]], rec_len: int) -> np.dtype:
     """A record: ``hdr`` (u4) then each payload field name -> (payload

@@ -11,6 +11,8 @@ from collections import deque
 
 from ftracetools.ring.pages import parse_page
 
+__all__ = ["Feed"]
+
 _u64 = struct.Struct("<Q").unpack_from
 
 

@@ -13,6 +13,8 @@ import os
 import struct
 from typing import List, Optional, Tuple
 
+__all__ = ["LEN_MASK", "MISSED", "MISSED_STORED", "Event", "PageLayout", "page_header", "parse_page", "page_offsets", "records"]
+
 
 _U32 = struct.Struct("<I").unpack_from
 _U64 = struct.Struct("<Q").unpack_from

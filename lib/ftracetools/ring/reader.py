@@ -10,6 +10,8 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from ftracetools.kernel import signals
 from ftracetools.ring.pages import Event, PageLayout, parse_page
 
+__all__ = ["read_stats", "lost_from_stats", "RawReader"]
+
 
 def read_stats(cpu_dir: str) -> Dict[str, int]:
     """``per_cpu/cpuN/stats`` as a dict of integers (timestamps skipped)."""
