@@ -29,18 +29,6 @@ def tool_path(tool: str) -> str:
     return os.path.join(REPO, "bin", tool)
 
 
-def load_tool(tool: str):
-    """A bin/ tool as a module (its functions and classes, for unit tests)."""
-    import importlib.machinery
-    import importlib.util
-    name = tool + "_tool"
-    loader = importlib.machinery.SourceFileLoader(name, tool_path(tool))
-    spec = importlib.util.spec_from_loader(name, loader)
-    mod = importlib.util.module_from_spec(spec)
-    loader.exec_module(mod)
-    return mod
-
-
 def argv(tool: str, *args: str) -> List[str]:
     return [sys.executable, tool_path(tool)] + [str(a) for a in args]
 

@@ -400,7 +400,7 @@ def _hist_per_cpu(s, targets, events) -> None:
 
 
 def _hist_sum(s, sysname: str, ev: str, cpus) -> tuple:
-    """(hits of these CPUs, Dropped) of a ``keys=cpu`` hist."""
+    """(hits of these CPUs, events the table had no room for) of a ``keys=cpu`` hist."""
     total = dropped = 0
     for t in triggers.read_hist(s, sysname, ev):
         dropped += t.dropped
