@@ -115,6 +115,7 @@ def trace(session, source, targets, *, tool: str, what: str,
         raise
     # SIGINT or SIGTERM after the loop ended (Ctrl-C reaches a command of
     # -c too, which may end first): the end is under way, not cut short
+    signalled = why == "signal" or signals.pending() in (signal.SIGINT, signal.SIGTERM)
     signals.forget(signal.SIGINT, signal.SIGTERM)
     session.stop()
     source.finish(why)
@@ -128,7 +129,7 @@ def trace(session, source, targets, *, tool: str, what: str,
     if unread:
         say("warning: %d events left unread: ended by a signal before they "
             "were read" % unread)
-    return targets.end(say, why == "signal")
+    return targets.end(say, signalled)
 
 
 def _cpus(cpus) -> str:

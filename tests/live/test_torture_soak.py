@@ -1,0 +1,61 @@
+"""The torture suite: the soak: minutes of tracing beside thousands of short-
+lived processes; memory stays flat and every summary reports its losses.
+
+Every trial snapshots all tracefs settings before and compares after (and
+the autouse fixture checks each test as a whole); see tests/torture.py.
+"""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+import tooling
+import torture_stats as stats
+from torture import no_traceback
+
+
+SOAK_SECONDS = float(os.environ.get("FTT_SOAK_SECONDS", "20"))
+
+
+SOAK = {"schedtrace": ["-s", "--json", "1"], "pagefaults": ["--json", "1"],
+        "iolatency": ["--json", "1"]}
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.parametrize("tool", sorted(SOAK))
+def test_soak_with_many_short_lived_processes(tool, tracefs_root):
+    """Minutes of tracing while thousands of processes come and go: memory
+    stays flat (caches are bounded) and every summary reports its losses."""
+    churn = subprocess.Popen(["sh", "-c", "while :; do /bin/true; cat /proc/self/stat >/dev/null; "
+                              "dd if=/dev/zero of=/dev/null bs=64k count=4 2>/dev/null; done"])
+    try:
+        # (schedtrace loads numpy, 15 MB, once its rounds are large: from
+        # the start here, or RSS would step up between the two samples)
+        r = tooling.start(tool, *SOAK[tool], env={"FTT_SMALL_ROUND": "0"})
+        t0 = time.monotonic()
+        time.sleep(SOAK_SECONDS / 4)
+        early = rss_kb(r.proc.pid)
+        time.sleep(SOAK_SECONDS * 3 / 4)
+        late = rss_kb(r.proc.pid)
+        rc, out, err = r.stop(signal.SIGINT)
+    finally:
+        churn.kill()
+        churn.wait()
+    stats.add("soak minutes", round((time.monotonic() - t0) / 60.0, 2))
+    no_traceback(err, tool + " soak")
+    assert rc == 0, err
+    assert late - early < max(8192, early * 0.2), "RSS grew from %d to %d kB" % (early, late)
+    import json
+    objs = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+    assert len(objs) >= int(SOAK_SECONDS) - 2
+    assert all("lost" in o for o in objs), objs[:1]

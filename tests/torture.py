@@ -1,0 +1,93 @@
+"""Shared by the torture suite (tests/live/test_torture_*.py): the tools as
+they run there, snapshots compared, hand-made neighbours.
+
+Trials are seeded (FTT_TORTURE_SEED) and their number scales with
+FTT_TORTURE_TRIALS. Counters are printed as a table at the end of the run
+(torture_stats).
+"""
+
+import contextlib
+import os
+import subprocess
+
+import pytest
+
+import tooling
+import torture_stats as stats
+import tracestate
+
+SEED = int(os.environ.get("FTT_TORTURE_SEED", "1"))
+
+
+TRIALS = int(os.environ.get("FTT_TORTURE_TRIALS", "3"))
+
+
+# How each tool runs in the torture suite (a streaming or interval mode
+# that runs until signalled), and what the kernel must offer for it.
+TOOLS = {
+    "schedtrace": (["-C", "0"], ()),
+    "pagefaults": (["0.2"], ()),
+    "iolatency": (["0.2"], ()),
+    "funccount": (["-i", "0.2", "vfs_read"], ("function",)),
+    "funcgraph": (["vfs_read"], ("function_graph",)),
+}
+
+
+def tool_params():
+    return [pytest.param(t, marks=pytest.mark.needs(*TOOLS[t][1]) if TOOLS[t][1] else ())
+            for t in sorted(TOOLS)]
+
+
+def check_same(root, before, what):
+    diff = tracestate.diff(before, tracestate.snapshot(root))
+    if diff:
+        stats.add("state differences found", len(diff))
+    assert diff == [], "%s changed tracefs:\n  %s" % (what, "\n  ".join(diff[:20]))
+
+
+def no_traceback(err, what):
+    if "Traceback" in err:
+        stats.add("tracebacks seen")
+    assert "Traceback" not in err, "%s: %s" % (what, err)
+
+
+@contextlib.contextmanager
+def hand_made_instance(root, name):
+    """A foreign user: an instance recording sched_switch, made by hand and
+    removed at the end. Yields its path."""
+    path = os.path.join(root, "instances", name)
+    os.mkdir(path)
+    try:
+        with open(os.path.join(path, "events/sched/sched_switch/enable"), "w") as f:
+            f.write("1")
+        yield path
+    finally:
+        os.rmdir(path)
+
+
+def recorded(instance):
+    """Events in an instance's buffers (the kernel's own per-CPU stats)."""
+    from ftracetools.ring import reader
+    return sum(reader.read_stats(os.path.join(instance, "per_cpu", c)).get("entries", 0)
+               for c in os.listdir(os.path.join(instance, "per_cpu")))
+
+
+def spawn(tool, args, slow=0.0):
+    env = dict(os.environ, FTT_SLOW=str(slow)) if slow else None
+    return subprocess.Popen(tooling.argv(tool, *args), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def ended_within(p, seconds):
+    try:
+        p.wait(seconds * tooling.LIMIT_SCALE)
+        return True
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        return False
+
+
+def instance_of(tool, pid, root):
+    d = os.path.join(root, "instances", "%s-%d" % (tool, pid))
+    return d if os.path.isdir(d) else None
