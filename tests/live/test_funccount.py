@@ -265,3 +265,28 @@ def test_command_and_thread(tracefs_root):
 def _quote(s: str) -> str:
     import shlex
     return shlex.quote(s)
+
+
+# -- tracepoints: every kernel, this one included ----------------------------------
+
+TRACEPOINTS = {"tp-counter": (), "tp-records": (), "tp-hist": ("hist",)}
+
+
+@pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.needs(*TRACEPOINTS[m])
+                                                 if TRACEPOINTS[m] else ())
+                                    for m in sorted(TRACEPOINTS)])
+def test_tracepoints_counted_exactly(method):
+    """The system call tracepoints of getppid and getpid fire exactly as often
+    as the workload calls them (N and M), on each counting path; the glob
+    also takes getpgid, which the workload never calls."""
+    w = Workload()
+    try:
+        out, err = count_pid(method, ["t:syscalls:sys_enter_getp*id"], w, "--json", "-v")
+    finally:
+        w.end()
+    obj = json.loads(out.splitlines()[-1])
+    assert obj["method"] == method and obj["lost"] == 0, err
+    assert obj["counts"].get("syscalls:sys_enter_getppid") == N, obj
+    assert obj["counts"].get("syscalls:sys_enter_getpid") == M, obj
+    assert not obj["counts"].get("syscalls:sys_enter_getpgid"), obj
+    assert "counting 3 tracepoints with" in err

@@ -263,3 +263,47 @@ def test_cpu_filter_excludes_other_cpus() -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["pingpong"]:
         pingpong(int(sys.argv[2]))
+
+
+HOG = "import time\nend = time.time() + float(__import__('sys').argv[1])\nwhile time.time() < end: pass\n"
+
+
+def test_states_are_the_kernels_own(tracefs_root):
+    """Each switch-out's state letters are what the kernel's own text says
+    (a hand-made instance records the same sched_switch events): two CPU
+    hogs sharing CPU 0 are switched out runnable, as R when preempted on
+    the way back to user space and R+ when preempted in the kernel."""
+    inst = os.path.join(tracefs_root, "instances", "statecheck")
+    os.mkdir(inst)
+    hogs = []
+    try:
+        for f, v in (("trace_clock", "mono"), ("tracing_cpumask", "1"),
+                     ("events/sched/sched_switch/enable", "1")):
+            with open(os.path.join(inst, f), "w") as fh:
+                fh.write(v)
+        t = tooling.start("schedtrace", "-C", "0", "--json", "-d", "2")
+        hogs = [subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", HOG, "1.5"])
+                for _ in range(2)]
+        rc, out, err = t.wait(60)
+        with open(os.path.join(inst, "events/sched/sched_switch/enable"), "w") as fh:
+            fh.write("0")
+        with open(os.path.join(inst, "trace")) as fh:
+            text = fh.read()
+    finally:
+        for h in hogs:
+            h.wait()
+        os.rmdir(inst)
+    assert rc == 0 and "lost" not in err, err
+    pids = {h.pid for h in hogs}
+    ours, kernels = {}, {}
+    for line in out.splitlines():
+        e = json.loads(line)
+        if e["event"] == "switch" and e["prev_pid"] in pids:
+            k = (e["prev_pid"], e["prev_state"])
+            ours[k] = ours.get(k, 0) + 1
+    for m in re.finditer(r"prev_pid=(\d+) prev_prio=\d+ prev_state=(\S+) ==>", text):
+        if int(m.group(1)) in pids:
+            k = (int(m.group(1)), m.group(2))
+            kernels[k] = kernels.get(k, 0) + 1
+    assert sum(n for (p, s), n in kernels.items() if s.startswith("R")) > 10, kernels
+    assert ours == kernels
