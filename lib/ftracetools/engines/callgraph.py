@@ -319,13 +319,15 @@ class GraphSource(Source):
     the traced threads: the graph filters, and the buffer is larger).
     ``on_lost(cpu, n)``: events lost on a CPU since the last call, as soon
     as they are known (the kernel's text shows ``CPU:N [LOST M EVENTS]``).
+    ``every``: the names of every traceable function, to name the callees.
     """
 
     lost_hint = "use a larger -b, fewer functions, or -m"
 
     def __init__(self, s, graph: Graph, names: List[str], targets, *, in_instance: bool,
                  maxdepth: int, thresh_ns: int, kb: int, oncpu: bool, noirqs: bool,
-                 warn: Callable[[str], None], on_lost: Callable[[int, int], None]) -> None:
+                 warn: Callable[[str], None], on_lost: Callable[[int, int], None],
+                 every: List[str]) -> None:
         self.s, self.g, self.on_lost = s, graph, on_lost
         s.set("tracing_on", "0")
         s.set_buffer_kb(kb)
@@ -367,9 +369,10 @@ class GraphSource(Source):
         s.own(r)
         self.base = {c: self._dropped(c) for c in r.cpus}
         self.lost_cpu = dict.fromkeys(r.cpus, 0)
-        # Loaded before tracing starts: reading kallsyms takes seconds in
-        # the emulated guests, which the first records would wait for.
-        self.amap = symbols.AddrMap.load(s.root, names)
+        # Every traceable function (the callees are recorded too); loaded
+        # before tracing starts: reading kallsyms takes seconds in the
+        # emulated guests, which the first records would wait for.
+        self.amap = symbols.AddrMap.load(s.root, every)
         self.feed = Feed(r, BACKLOG_PAGES)
         self._unread = 0
         self.comms: Dict[int, str] = {}
