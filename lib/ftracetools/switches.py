@@ -17,7 +17,8 @@ SWITCHES = {
     "TRACEFS": "tracefs root to use instead of the mounted one (unit tests' fake)",
     "RUNDIR": "run directory for the lock and the undo journals (instead of /run/ftrace-tools)",
     "FAIL_WRITE": "N:ERRNO: the session's Nth tracefs write fails with that errno",
-    "SLOW": "SECS: sleep before each tracefs write and undo step, and say 'setting up'",
+    "SLOW": "SECS: sleep before each tracefs write and undo step, and say 'setting up' "
+            "and 'tearing down' (then sleep once more)",
     "METHOD": "funccount: count with this method or refuse",
     "NO_NUMPY": "1: the engines' pure-Python paths even where numpy is installed",
     "SMALL_ROUND": "PAGES: schedtrace's rounds below this size go event by event",

@@ -12,6 +12,11 @@ sys.path.insert(0, HERE)
 import test_schedtrace as base  # noqa: E402
 
 EPS_US = 0.002  # float rounding of nanoseconds written as microseconds
+# ours starts a wait at sched_waking (before the enqueue the kernel's
+# run_delay starts at) and ends a run at sched_switch (after the update_curr
+# in __schedule that ends the kernel's): measured 645-997 ns more per run,
+# 3 runs on the 6.18 host at load 2-3 (and never less)
+PER_RUN_NS = 1500
 
 
 def test_perfetto_timeline(tmp_path) -> None:
@@ -44,17 +49,34 @@ def test_perfetto_timeline(tmp_path) -> None:
         sl.sort()
         for (a0, a1), (b0, b1) in zip(sl, sl[1:]):
             assert a1 <= b0 + EPS_US, "overlap on CPU %d: %r %r" % (cpu, (a0, a1), (b0, b1))
-    # One slice per run the kernel counted, as long as the kernel says.
-    for pid, k in delta.items():
-        runs = per_task[pid]
-        assert len(runs) == k["runs"], (pid, len(runs), k)
-        total_ns = sum(e["dur"] for e in runs) * 1000
-        assert base.close(total_ns, k["run_ns"], k["runs"]), (pid, total_ns, k)
-        assert all(e["name"].endswith(":%d" % pid) for e in runs)
-        assert {e["args"]["end_state"] for e in runs} <= {"S", "R", "R+", "D"}
     # Wakeup arrows: start/finish pairs; each finish is the start of a run.
     starts = {e["id"]: e for e in evs if e["ph"] == "s"}
     ends = {e["id"]: e for e in evs if e["ph"] == "f"}
+    woken = {(f["tid"], round(f["ts"], 3)): starts[i]["ts"] for i, f in ends.items()
+             if i in starts}
+    # One slice per run the kernel counted. A slice runs from switch-in to
+    # switch-out; the kernel's run time starts at the wakeup when the
+    # wakeup preempts (it skips the clock update in __schedule), moving
+    # that latency from the wait into the run. Run and wait together are
+    # the same both ways: the slices, the waits before them (the arrow
+    # from the waking, or the gap after a slice that ended runnable),
+    # against the kernel's run time and run_delay: never under it by more
+    # than 2 %, never over it by more than 2 % and PER_RUN_NS a run.
+    for pid, k in delta.items():
+        runs = sorted(per_task[pid], key=lambda e: e["ts"])
+        assert len(runs) == k["runs"], (pid, len(runs), k)
+        assert all(e["name"].endswith(":%d" % pid) for e in runs)
+        assert {e["args"]["end_state"] for e in runs} <= {"S", "R", "R+", "D"}
+        total_us = sum(e["dur"] for e in runs)
+        for prev, e in zip([None] + runs[:-1], runs):
+            if prev is not None and prev["args"]["end_state"].startswith("R"):
+                total_us += e["ts"] - (prev["ts"] + prev["dur"])
+            elif (e["tid"], round(e["ts"], 3)) in woken:
+                total_us += e["ts"] - woken[(e["tid"], round(e["ts"], 3))]
+        kernel = k["run_ns"] + k["wait_ns"]
+        over = total_us * 1000 - kernel
+        assert -0.02 * kernel <= over <= 0.02 * kernel + PER_RUN_NS * k["runs"], \
+            (pid, total_us, k)
     assert starts and set(starts) == set(ends)
     run_starts = {(e["tid"], round(e["ts"], 3)) for r in per_task.values() for e in r}
     ours = [f for f in ends.values() if (f["tid"], round(f["ts"], 3)) in run_starts]

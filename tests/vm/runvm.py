@@ -80,6 +80,14 @@ DEFAULT_TIMEOUT = 3600
 DEFAULT_TEST_TIMEOUT = 300
 KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\]")
 KERNEL_TROUBLE = re.compile(r"(WARNING:|BUG:|\bBUG\b at|Oops|[Pp]anic|PANIC|Call Trace:|RIP:|ftrace failed|ftrace faulted)")
+# What fails a guest: the kernel found a bug (a WARNING, an Oops, a BUG, a
+# panic) or ftrace disabled itself. Stalls are not failures: under QEMU's
+# software emulation a vCPU patching kernel text for function tracing can
+# hold a CPU for 20 s and more ("watchdog: BUG: soft lockup", "rcu: INFO:
+# ... stall"), which says the emulator is slow, not that the kernel or a
+# tool is wrong; they are shown all the same.
+KERNEL_FAILURE = re.compile(r"(WARNING:|Oops|\bBUG\b at|kernel BUG|BUG: (?!soft lockup)"
+                            r"|[Pp]anic|PANIC|ftrace failed|ftrace faulted)")
 UP_MARK = "FTT-VM-GUEST-UP"
 
 FEATURES_SCRIPT = r"""
@@ -218,6 +226,8 @@ def guest_script(args: argparse.Namespace, rel: str, extra: List[str]) -> str:
         # limits on a tool's start and end (tests/tooling.py LIMIT_SCALE)
         "export FTT_LIMIT_SCALE=30",
         "export FTT_EMULATED=1",
+        # the whole selection runs: every skip must be in tests/ledger.py
+        "export FTT_LEDGER=%d" % (0 if extra else 1),
     ]
     if args.guest_cmd is not None:
         lines.append(args.guest_cmd)
@@ -488,6 +498,9 @@ def report(b: Boot, args: argparse.Namespace) -> bool:
     trouble = [ln for ln in b.console[b.up_at:] if KERNEL_TROUBLE.search(ln)]
     if b.boot_s is None:
         trouble = []   # boot messages: shown below with the last console lines
+    failures = kernel_failures(trouble)
+    if failures:
+        problems.append("the guest kernel reported a bug: %s" % failures[0].strip())
     if trouble:
         log("  kernel messages to look at (full log: console-%s.log):" % rel)
         for ln in trouble[:10]:
@@ -508,6 +521,11 @@ def report(b: Boot, args: argparse.Namespace) -> bool:
             log("  FAILED: " + p)
     log("  result: %s" % ("ok" if ok else "FAILED"))
     return ok
+
+
+def kernel_failures(lines: List[str]) -> List[str]:
+    """The kernel's own messages (timestamped) that fail a guest."""
+    return [ln for ln in lines if KERNEL_LINE.match(ln) and KERNEL_FAILURE.search(ln)]
 
 
 BUFFER_LINE = re.compile(r"top-level buffer_size_kb at (start|end): (.*)$")

@@ -212,6 +212,9 @@ class Session:
                 pass
         self._files, self._fds = [], []
         slow = self._slow
+        if slow and self._steps:    # (FTT_SLOW: a window for the torture suite's signals)
+            self.warn("tearing down")
+            time.sleep(slow)
         errors, failed = journal.undo(self.root, self._steps,
                                       (lambda: time.sleep(slow)) if slow else None)
         self._steps = []
