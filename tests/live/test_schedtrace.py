@@ -27,10 +27,20 @@ sys.path.insert(0, os.path.dirname(HERE))
 import tooling  # noqa: E402
 
 ROUNDS = 3000
-# run time: the trace clock and the scheduler's rq clock differ by the
-# cost of the switch path itself: a few microseconds per slice.
-RUN_TOL_PER_SLICE_NS = 5000
-RUN_TOL = 0.03
+# Run time comes from the kernel's own deltas (sched_stat_runtime): it must
+# equal schedstat's to the nanosecond (measured: 0 ns off in 12 of 12
+# tasks, 6 runs of this test, on the 6.18 host at load 2-3). Where it is
+# counted from the switches (-C, or a kernel without the event) it differs
+# by the wakeup-to-switch latency of each preempting wakeup (the kernel
+# skips the clock update in __schedule): 2 % and WAIT_TOL_PER_RUN_NS.
+#
+# Wait time: the kernel's run_delay ends at the clock of the wakeup that
+# preempts (the same skipped update), a traced wait at the sched_switch:
+# ours is the longer, measured 126-197 ns per run here (the same 12 tasks:
+# ratio 1.06-1.11); on the emulated guests microseconds. Both bounds: 2 %
+# of the kernel's figure and this much per run, either way.
+RUN_TOL = 0.02
+WAIT_TOL_PER_RUN_NS = 1000 if not tooling.EMULATED else 20000
 
 
 def pingpong(n: int) -> None:
@@ -140,8 +150,9 @@ def unrecorded(err: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def close(ours: int, kernel: int, slices: int) -> bool:
-    return abs(ours - kernel) <= RUN_TOL * kernel + RUN_TOL_PER_SLICE_NS * slices
+def close(ours: int, kernel: int, runs: int) -> bool:
+    """Within 2 % and the measured constant per run, either way."""
+    return abs(ours - kernel) <= RUN_TOL * kernel + WAIT_TOL_PER_RUN_NS * runs
 
 
 # Summaries are counted on arrays once a round brings 64 pages, event by
@@ -170,10 +181,60 @@ def test_summary_matches_proc_accounting(rounds) -> None:
         assert t["switches"] == k["voluntary"] + k["involuntary"]
         assert t["runs"] == k["runs"], (pid, t, k)
         assert t["unrecorded"] <= t["runs"]
-        assert close(t["run_ns"], k["run_ns"], k["runs"]), (pid, t, k)
+        if t["run_from"] == "kernel":
+            assert t["run_ns"] == k["run_ns"], (pid, t, k)
+        else:
+            assert close(t["run_ns"], k["run_ns"], k["runs"]), (pid, t, k)
         assert close(t["wait_ns"], k["wait_ns"], k["runs"]), (pid, t, k)
         assert t["max_wait_ns"] <= t["wait_ns"]
     assert tasks[w.child]["comm"].startswith("python")
+
+
+BURSTS = r"""
+import sys, time
+spin, n = float(sys.argv[1]), int(sys.argv[2])
+print("ready", flush=True)
+sys.stdin.readline()
+for _ in range(n):
+    end = time.perf_counter() + spin
+    while time.perf_counter() < end:
+        pass
+    if n > 1:
+        time.sleep(spin)
+print("done", flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.parametrize("spin,n", [(1.0, 1), (0.00001, 5000), (0.0001, 1000)],
+                         ids=["CPU-bound", "10us-bursts", "100us-bursts"])
+def test_run_time_is_the_kernels(spin, n) -> None:
+    """The issue's runs: a CPU-bound task, and bursts of 10 and 100 us
+    separated by sleeps as long (switch-based run time was 17 % short on
+    the 10 us bursts). Run time equals schedstat's to the nanosecond where
+    the kernel reports its deltas, else within 2 % and a constant per run."""
+    w = subprocess.Popen([sys.executable, "-c", BURSTS, str(spin), str(n)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert w.stdout.readline() == "ready\n"
+        t = tooling.start("schedtrace", "-s", "--json", "-p", str(w.pid))
+        before = settled(w.pid)
+        w.stdin.write("go\n")
+        w.stdin.flush()
+        assert w.stdout.readline() == "done\n"
+        after = settled(w.pid)
+        rc, out, err = t.stop(signal.SIGINT)
+    finally:
+        w.kill()
+        w.wait()
+    assert rc == 0, err
+    task = [x for x in json.loads(out.splitlines()[-1])["tasks"] if x["pid"] == w.pid][0]
+    k = {key: after[key] - before[key] for key in before}
+    assert k["runs"] >= n
+    if task["run_from"] == "kernel":
+        assert task["run_ns"] == k["run_ns"], (task, k)
+    else:
+        assert close(task["run_ns"], k["run_ns"], k["runs"]), (task, k)
 
 
 def test_event_lines_match_proc_switch_counts() -> None:
@@ -214,12 +275,9 @@ def test_histogram_counts_every_wait(rounds) -> None:
         # a run whose switch-in the kernel did not record has no wait.
         assert h[pid]["count"] <= k["runs"], (pid, h[pid]["count"], k)
         assert sum(b["count"] for b in h[pid]["buckets"]) == h[pid]["count"]
-        # The scheduler's run_delay ends at the rq clock of schedule()'s
-        # entry, before the next task is picked; a traced wait ends at the
-        # sched_switch, after it: the same per-slice tolerance as run time
-        # (one CI run on a quiet host measured 1.8 us more per wait).
-        assert h[pid]["total"] * 1000 <= \
-            k["wait_ns"] * (1 + RUN_TOL) + RUN_TOL_PER_SLICE_NS * k["runs"], (pid, h[pid], k)
+        # (whole microseconds: each wait is up to 1 us short in the table)
+        assert close(h[pid]["total"] * 1000 + 500 * h[pid]["count"], k["wait_ns"],
+                     k["runs"]), (pid, h[pid], k)
     assert sum(e["count"] for e in h.values()) + rows[0]["unrecorded"] == \
         sum(k["runs"] for k in delta.values()), (rows[0], delta)
     assert unrecorded(err) == rows[0]["unrecorded"], err

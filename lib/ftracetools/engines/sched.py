@@ -45,7 +45,7 @@ HOLD_NS = 3000000   # events younger than this wait for the other CPUs'
 BACKLOG_PAGES = 1024    # read but not yet handled: at most 4 MB here
 STATE_WORDS = "RSDTtXZPIKWNx"
 SCHED_EVENTS = ("sched_switch", "sched_wakeup", "sched_wakeup_new", "sched_waking",
-                "sched_migrate_task", "sched_process_fork")
+                "sched_migrate_task", "sched_process_fork", "sched_stat_runtime")
 
 
 def parse_states(text: Optional[str]) -> Optional[Set[str]]:
@@ -125,13 +125,14 @@ class States:
 
 class Task:
     __slots__ = ("pid", "run", "runs", "vol", "invol", "wait", "waits",
-                 "max_wait", "off", "migr", "unrec")
+                 "max_wait", "off", "migr", "unrec", "krun")
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.run = self.runs = self.vol = self.invol = 0
         self.wait = self.waits = self.max_wait = self.migr = 0
         self.unrec = 0      # runs whose switch-in the kernel did not record
+        self.krun = 0       # run time by the kernel's own account (sched_stat_runtime)
         self.off = {}
 
 
@@ -162,6 +163,17 @@ class Tracker:
         self.tasks = {}     # tid -> Task, this interval
         self.unrecorded = 0     # switch-ins known only by their switch-outs
         self.dead = []      # tasks that exited: forgotten after the next report
+        # Run time as the kernel counts it (sum_exec_runtime, as in
+        # /proc/PID/schedstat): sched_stat_runtime reports each delta
+        # update_curr() adds. Switch-in to switch-out differs from it by
+        # the wakeup-to-switch latency of every wakeup preemption (the
+        # kernel skips the clock update in __schedule and charges it to
+        # the woken task) and misses runs whose switch-in went unrecorded.
+        self.kernel_runtime = False
+        self.kseen = set()  # tasks whose runtime deltas are being counted
+        self.klast = {}     # tid -> time of its last delta
+        self.kcredit = {}   # tid -> time counted ahead at a cut (still on CPU)
+        self.kcut = {}      # tid -> the cut it was counted up to
 
     def task(self, pid: int) -> Task:
         t = self.tasks.get(pid)
@@ -241,6 +253,32 @@ class Tracker:
         k = self.states.letters(o[1])
         t.off[k] = t.off.get(k, 0) + ts - o[0]
 
+    def runtime(self, ts, pid, delta) -> None:
+        """One sched_stat_runtime: ``delta`` ns more run time for ``pid``."""
+        if self.keep is not None and pid not in self.keep:
+            return
+        if pid not in self.kseen:   # on CPU when the trace began: not before it
+            self.kseen.add(pid)
+            if self.start is not None and delta > ts - self.start:
+                delta = max(0, ts - self.start)
+        c = self.kcredit.pop(pid, None)
+        if c:
+            delta -= c
+            self.kcut.pop(pid, None)
+        t = self.tasks.get(pid) or self.task(pid)
+        t.krun += delta
+        self.klast[pid] = ts
+
+    def kernel_run(self, t: Task) -> bool:
+        """Whether the kernel's account of the task's run time is kept (a
+        task with no deltas at all, e.g. real-time before 6.8, has only
+        the switches')."""
+        return self.kernel_runtime and t.pid in self.kseen
+
+    def run_of(self, t: Task) -> int:
+        """A task's run time: the kernel's account where it is kept."""
+        return t.krun if self.kernel_run(t) else t.run
+
     def wakeup(self, ts, pid) -> None:
         if (self.keep is not None and pid not in self.keep) or pid in self.since:
             return
@@ -254,8 +292,10 @@ class Tracker:
         out): memory stays flat however many processes come and go."""
         dead, self.dead = self.dead, []
         for pid in dead:
-            for d in (self.since, self.ready, self.off, self.cpu, self.comm):
+            for d in (self.since, self.ready, self.off, self.cpu, self.comm,
+                      self.klast, self.kcredit, self.kcut):
                 d.pop(pid, None)
+            self.kseen.discard(pid)
         return dead
 
     def cut(self, ts) -> None:
@@ -264,6 +304,14 @@ class Tracker:
             if ts > s[0]:
                 self.task(pid).run += ts - s[0]
                 self.since[pid] = (ts, s[1], s[2])
+            if self.kernel_runtime and pid in self.kseen:
+                # on CPU: the kernel reports its time at the next update
+                # (a tick at most away); count it now, take it back then
+                frm = max(self.klast.get(pid, 0), s[2] or 0, self.kcut.get(pid, 0))
+                if ts > frm:
+                    self.task(pid).krun += ts - frm
+                    self.kcredit[pid] = self.kcredit.get(pid, 0) + ts - frm
+                    self.kcut[pid] = ts
 
 
 class Hists:
@@ -599,12 +647,29 @@ class Books(_Sched):
         self.enable(s, "sched_switch", self.cpu_filter("cpu"), on_switch)
         self.follow_wakeups(ws)
         self.follow_forks(ws)
+        rs = self.kernel_runtime(s, kb) if hist is None else None
         if self.vec:
-            self.read(s, ws)
+            self.read(s, ws, *([rs] if rs is not None else []))
             self.arrays = ArrayPath(tr, self.readers, s.root, self.fmt, tr.comm, hist,
                                     hist.by if hist else "all", self.h, raw)
         else:
             self.read(s)
+
+    def kernel_runtime(self, s, kb: int):
+        """Run time as the kernel counts it, from sched_stat_runtime (each
+        delta update_curr adds to sum_exec_runtime), in an instance of its
+        own (its records have a string: sizes vary). Not with -C: a delta
+        can be recorded on another CPU than its task's."""
+        rt = self.fmt.get("sched_stat_runtime")
+        if self.cpus is not None or rt is None or not {"pid", "runtime"} <= set(rt.fields):
+            return None
+        rs = s.sibling("rt")
+        rs.set("trace_clock", "mono")
+        rs.set_buffer_kb(kb)
+        dec, krt = rt.decoder(["pid", "runtime"]), self.tr.runtime
+        self.enable(rs, "sched_stat_runtime", None, lambda ts, cpu, p: krt(ts, *dec(p)))
+        self.tr.kernel_runtime = True
+        return rs
 
     @property
     def mark(self) -> int:

@@ -25,16 +25,17 @@ from typing import Dict, List
 import numpy as np
 
 from ftracetools.ring.pages import PageLayout, page_offsets
-from ftracetools.ring.arrays import UniformPages
+from ftracetools.ring.arrays import UniformPages, WalkedPages
 
 __all__ = ["COLUMNS", "Rounds", "Stream"]
 
-SWITCH, WAKE, FORK = 0, 1, 2
+SWITCH, WAKE, FORK, RUNTIME = 0, 1, 2, 3
 # what a task entry is ...
 _INIT, _IN, _OUT, _WAKE, _ARR = 0, 1, 2, 3, 4   # _ARR: an unrecorded switch-in
 # ... and what it leaves the task as
 _NONE, _RUN, _READY, _OFF = 0, 1, 2, 3
 COLUMNS = ("kind", "ts", "cpu", "a", "st", "b")   # a, b: prev/next, woken/-, parent/child
+# (a runtime delta: a = the task, st = the nanoseconds)
 
 
 def _cat(parts: List[np.ndarray], dtype=np.int64) -> np.ndarray:
@@ -60,9 +61,11 @@ class Rounds:
         sw, wk = kind == SWITCH, kind == WAKE
         if tr.keep is None:
             kp, kn, kw = sw & (a != 0), sw & (b != 0), wk
+            kr = kind == RUNTIME
         else:
             kept_a, kept_b = self._kept(ev)
             kp, kn, kw = sw & kept_a, sw & kept_b, wk & kept_a
+            kr = (kind == RUNTIME) & kept_a
         lo = 0
         ts, cpu, st = ev["ts"], ev["cpu"], ev["st"]
         brk, unrec, self._lastts = self._breaks(ev)
@@ -72,6 +75,31 @@ class Rounds:
             tr.switch(int(ts[i]), int(cpu[i]), int(a[i]), int(st[i]), int(b[i]))
             lo = i + 1
         self._segment(ev, lo, n, kp, kn, kw)
+        if kr.any():
+            self._runtime(ts[kr], a[kr], st[kr])
+
+    def _runtime(self, ts, pids, d) -> None:
+        """Tracker.runtime on arrays: each task's deltas summed."""
+        tr = self.tr
+        u, first, inv = np.unique(pids, return_index=True, return_inverse=True)
+        d = d.copy()
+        kseen, kcredit, start = tr.kseen, tr.kcredit, tr.start
+        for pid, i in zip(u.tolist(), first.tolist()):
+            if pid not in kseen:
+                kseen.add(pid)
+                if start is not None:
+                    d[i] = min(int(d[i]), max(0, int(ts[i]) - start))
+            c = kcredit.pop(pid, None)
+            if c:
+                d[i] -= c
+                tr.kcut.pop(pid, None)
+        sums = np.bincount(inv, d, len(u)).astype(np.int64)
+        last = np.zeros(len(u), np.int64)
+        np.maximum.at(last, inv, ts)
+        tasks, task, klast = tr.tasks, tr.task, tr.klast
+        for pid, s_, lt in zip(u.tolist(), sums.tolist(), last.tolist()):
+            (tasks.get(pid) or task(pid)).krun += s_
+            klast[pid] = lt
 
     def _kept(self, ev):
         """Whether a and b are traced tasks at their event's time: forks
@@ -365,6 +393,14 @@ class Stream:
         self.pages = [UniformPages(lay, spec(sw, ("prev_pid", "prev_state", "next_pid",
                                                   "next_comm"))),
                       UniformPages(lay, spec(fmts["sched_wakeup"], ("pid",)))]
+        rt = fmts.get("sched_stat_runtime") if len(readers) > 2 else None
+        if rt is not None:
+            # (its comm is a string of its own length: records of one size
+            # fill the pages of a few busy tasks; the others are walked as
+            # arrays too)
+            self.pages.append(UniformPages(lay, spec(rt, ("pid", "runtime"))))
+            self.walker = WalkedPages(lay)
+            self.rt = (rt.id, rt.field("pid").offset, rt.field("runtime").offset)
         self.walk = {sw.id: (SWITCH, _field_reader(sw, ("prev_pid", "prev_state",
                                                          "next_pid", "next_comm")))}
         for nm in ("sched_wakeup", "sched_wakeup_new"):
@@ -373,6 +409,8 @@ class Stream:
         fk = fmts.get("sched_process_fork")
         if fk is not None:
             self.walk[fk.id] = (FORK, _field_reader(fk, ("parent_pid", "child_pid")))
+        if rt is not None:
+            self.walk[rt.id] = (RUNTIME, _field_reader(rt, ("pid", "runtime")))
         self.kinds = {t: k for t, (k, _) in self.walk.items()}
         self.carry = self._empty()
         self.mark = 0
@@ -395,6 +433,11 @@ class Stream:
                     "a": recs["prev_pid"].astype(np.int64),
                     "st": recs["prev_state"].astype(np.int64),
                     "b": recs["next_pid"].astype(np.int64), "comm": recs["next_comm"]}
+        if which == 2:
+            return {"kind": np.where(types == self.rt[0], RUNTIME, -1), "ts": ts,
+                    "cpu": np.full(n, cpu, np.int64), "a": recs["pid"].astype(np.int64),
+                    "st": recs["runtime"].astype(np.int64), "b": z,
+                    "comm": np.zeros(n, "S16")}
         return {"kind": kind, "ts": ts, "cpu": np.full(n, cpu, np.int64),
                 "a": recs["pid"].astype(np.int64), "st": z, "b": z,
                 "comm": np.zeros(n, "S16")}
@@ -404,6 +447,19 @@ class Stream:
         for p in odd:
             rd.note_lost(page_offsets(p, self.layout, walked))
         return self.rows((t, cpu, page, off) for t, off, page in walked)
+
+    def _walked_runtime(self, rd, cpu, odd):
+        """The runtime buffer's pages of mixed record sizes, as arrays."""
+        w = self.walker
+        rec, lost = w.decode(odd)
+        for x in lost:
+            rd.note_lost(x)
+        n = len(rec["ts"])
+        _, poff, roff = self.rt
+        return {"kind": np.where(rec["type"] == self.rt[0], RUNTIME, -1), "ts": rec["ts"],
+                "cpu": np.full(n, cpu, np.int64), "a": w.field(rec, poff, "<i4").astype(np.int64),
+                "st": w.field(rec, roff, "<u8").astype(np.int64), "b": np.zeros(n, np.int64),
+                "comm": np.zeros(n, "S16")}
 
     def rows(self, records):
         """Arrays of records decoded one by one: (ts, cpu, buffer, offset
@@ -418,6 +474,8 @@ class Stream:
             v = dec(page, off)
             if k == SWITCH:
                 rows.append((k, t, cpu, v[0], v[1], v[2], v[3]))
+            elif k == RUNTIME:
+                rows.append((k, t, cpu, v[0], v[1], 0, b""))
             else:
                 rows.append((k, t, cpu, v[0], 0, v[1] if k == FORK else 0, b""))
         if not rows:
@@ -439,7 +497,9 @@ class Stream:
                     rd.note_lost(x)
                 if len(ts):
                     parts.append(self._decoded(recs, ts, c, which))
-                if odd:
+                if odd and which == 2:
+                    parts.append(self._walked_runtime(rd, c, odd))
+                elif odd:
                     e = self._walked(rd, c, odd)
                     if e is not None:
                         parts.append(e)

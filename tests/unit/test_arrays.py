@@ -1,19 +1,15 @@
-"""vecpages (numpy) against the per-record walk of reader, on hand-made
-sub-buffer pages: regular ones, and every way a page can break the
-pattern (a time extend, a discarded event, the padding of a page read
-while the kernel was writing it, another event type, a loss flag)."""
+"""Pages decoded as arrays (ring.arrays) against the per-record walk of
+ring.pages, on hand-made sub-buffer pages: regular ones, and every way a
+page can break the pattern (a time extend, an absolute time stamp, a
+discarded event, the padding of a page read while the kernel was writing
+it, records of other sizes and types, a long record, a loss flag)."""
 
-import os
 import random
 import struct
-import sys
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "lib"))
-
-from ftracetools.ring import pages as ringpages  # noqa: E402
+from ftracetools.ring import pages as ringpages
 
 np = pytest.importorskip("numpy")
 from ftracetools.ring import arrays as vecpages  # noqa: E402
@@ -94,3 +90,60 @@ def test_pages_that_all_start_with_a_time_extend_are_walked():
     recs, ts, odd, lost = up.decode(pages)
     assert len(ts) == 0 and odd == pages
     assert len(walked(odd)) == 3
+
+
+def _mixed_pages(seed, n=60):
+    """Pages with records of every size (1..28 words, and long ones whose
+    length is in their second word), time extends, absolute stamps and
+    paddings, in random order."""
+    rng = random.Random(seed)
+    pages = []
+    for k in range(n):
+        recs, used = [], 0
+        for i in range(rng.randint(0, 200)):
+            r = rng.random()
+            if r < 0.05:
+                rec = struct.pack("<II", 30 | (rng.randint(0, 1 << 20) << 5), rng.randint(0, 9))
+            elif r < 0.07:
+                rec = struct.pack("<II", 31 | (rng.randint(0, 1 << 20) << 5), rng.randint(0, 99))
+            elif r < 0.10:
+                rec = struct.pack("<II", 29 | (3 << 5), 12) + b"\0" * 8
+            elif r < 0.15:
+                body = BODY.pack(9, k, 0, i) + b"\xab" * rng.randint(0, 120)
+                body = body.ljust(-(-len(body) // 4) * 4, b"\0")
+                rec = struct.pack("<II", (rng.randint(0, 99) << 5), 4 + len(body)) + body
+            else:
+                rec = record(rng.randint(0, 5000), 7 + i % 3, k, i,
+                             size=rng.choice([24, 28, 32, 40, 112]))
+            if used + len(rec) > 4000:
+                break
+            recs.append(rec)
+            used += len(rec)
+        if rng.random() < 0.2:
+            recs.append(struct.pack("<I", 29))      # the rest is empty
+        pages.append(page(10 ** 9 * (k + 1), recs, lost=(k % 13 == 5 and 3) or None))
+    return pages
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_walked_pages_match_the_per_record_walk(seed):
+    pages = _mixed_pages(seed)
+    w = vecpages.WalkedPages(LAYOUT)
+    rec, lost = w.decode(pages)
+    a, b = w.field(rec, 8, "<u4"), w.field(rec, 16, "<u8")
+    got = sorted(zip(rec["ts"].tolist(), rec["type"].tolist(), a.tolist(), b.tolist()))
+    assert got == sorted(walked(pages)) and len(got) > 1000
+    assert sorted(x for x in lost if x) == [3] * sum(1 for k in range(60) if k % 13 == 5)
+
+
+def test_walked_pages_keep_each_pages_order():
+    pages = _mixed_pages(9, n=5)
+    w = vecpages.WalkedPages(LAYOUT)
+    rec, _ = w.decode(pages)
+    by_page = [[] for _ in pages]
+    for p, t in zip(rec["page"].tolist(), rec["ts"].tolist()):
+        by_page[p].append(t)
+    for i, p in enumerate(pages):
+        evs = []
+        ringpages.page_offsets(p, LAYOUT, evs)
+        assert by_page[i] == [e[0] for e in evs]
