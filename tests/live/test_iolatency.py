@@ -43,7 +43,7 @@ def _sum(objs: List[Dict], key: str) -> float:
     return sum(o[key] for o in objs)
 
 
-@pytest.mark.parametrize("path", ["numpy", "python"])
+@pytest.mark.parametrize("path", [pytest.param("numpy", marks=pytest.mark.vm), "python"])
 def test_counts_every_io_exactly(loop, path):
     """Short intervals: many I/Os straddle a boundary; two fio jobs put
     the same sector in flight twice now and then; none is lost. Both

@@ -128,6 +128,7 @@ def proc_row(summary, pid):
     return rows[0] if rows else None
 
 
+@pytest.mark.vm
 def test_pid_count_matches_kernel(workload):
     kernel, s = traced(workload, "touch 0 2000")
     assert kernel >= 2000

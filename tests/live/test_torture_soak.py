@@ -17,7 +17,12 @@ import torture_stats as stats
 from torture import no_traceback
 
 
-SOAK_SECONDS = float(os.environ.get("FTT_SOAK_SECONDS", "20"))
+SOAK_SECONDS = float(os.environ.get("FTT_SOAK_SECONDS", "60"))
+# RSS from a quarter of the soak to its end: measured (60 s each, the churn
+# below, 6.18 host, samples every 5 s) iolatency +4 kB, pagefaults +24 kB,
+# schedtrace moving by up to 0.9 MB either way (numpy's round buffers);
+# pagefaults grew 10 MB in 40 s before it forgot the names of exited tasks.
+RSS_GROWTH_KB = 3072
 
 
 SOAK = {"schedtrace": ["-s", "--json", "1"], "pagefaults": ["--json", "1"],
@@ -54,8 +59,10 @@ def test_soak_with_many_short_lived_processes(tool, tracefs_root):
     stats.add("soak minutes", round((time.monotonic() - t0) / 60.0, 2))
     no_traceback(err, tool + " soak")
     assert rc == 0, err
-    assert late - early < max(8192, early * 0.2), "RSS grew from %d to %d kB" % (early, late)
+    assert late - early <= RSS_GROWTH_KB, "RSS grew from %d to %d kB" % (early, late)
     import json
     objs = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
     assert len(objs) >= int(SOAK_SECONDS) - 2
-    assert all("lost" in o for o in objs), objs[:1]
+    # nothing lost at this rate with the default buffers (measured: 0 in
+    # every interval of the runs above)
+    assert sum(o["lost"] for o in objs) == 0, [o["lost"] for o in objs]
