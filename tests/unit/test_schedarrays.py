@@ -145,3 +145,50 @@ def test_rounds_without_irregularities_never_fall_back(drop_idle):
     want, _ = pure(events, None, 10 ** 9)
     assert books(tr) == books(want)
     assert (want.unrecorded > 10) == (drop_idle > 0)
+
+
+def truth_of(events, start):
+    """What the made-up machine did, from its own moves (every one
+    recorded): per task, run time and runs (switch-in to switch-out, the
+    tasks on CPU at the start from the start), run-queue waits and their
+    number (from a switch-out in R/R+, or a wakeup of a task not on a CPU,
+    to its switch-in)."""
+    on = {}         # task -> on a CPU since
+    ready = {}      # task -> runnable since
+    seen_cpu = set()
+    out = {}
+
+    def t(p):
+        return out.setdefault(p, {"run": 0, "runs": 0, "wait": 0, "waits": 0})
+    for kind, ts, cpu, a, st_, b in events:
+        if kind == SW:
+            if a:
+                since = on.pop(a, start if cpu not in seen_cpu else None)
+                if since is not None:
+                    t(a)["run"] += ts - since
+                if st_ in (0, PRE):
+                    ready[a] = ts
+            seen_cpu.add(cpu)
+            if b:
+                t(b)["runs"] += 1
+                if b in ready:
+                    t(b)["wait"] += ts - ready.pop(b)
+                    t(b)["waits"] += 1
+                on[b] = ts
+        elif kind == WK and a not in on:
+            ready[a] = ts
+    return out
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_both_engines_keep_the_machines_true_books(seed):
+    """Not only the same books as each other: the true ones, where every
+    move of the machine was recorded (no switch left out)."""
+    events = simulate(seed, drop=0.0, forks=True)
+    want = truth_of(events, 10 ** 9)
+    for tr in (pure(events, None, 10 ** 9)[0], vector(events, None, 10 ** 9, seed)[0]):
+        got = {p: {"run": x.run, "runs": x.runs, "wait": x.wait, "waits": x.waits}
+               for p, x in tr.tasks.items()}
+        assert {p: v for p, v in got.items() if any(v.values())} == \
+            {p: v for p, v in want.items() if any(v.values())}
+        assert tr.unrecorded == 0

@@ -285,7 +285,12 @@ class Tracker:
         o = self.off.pop(pid, None)
         if o is not None:
             self._off(self.tasks.get(pid) or self.task(pid), o, ts)
-        self.ready[pid] = ts    # it was asleep: any older start is stale
+        # Runnable from now on. A task already runnable was preempted on
+        # its way to sleep (the kernel reports no other wakeup of a queued
+        # task): its wait starts again here, as bcc's runqlat has it (the
+        # kernel's run_delay counts none for that run: its state was not
+        # TASK_RUNNING when it was switched out).
+        self.ready[pid] = ts
 
     def forget_dead(self) -> list:
         """Drop what is kept about tasks that exited (their last report is
