@@ -83,7 +83,7 @@ def _level(base: str, rel: str, out: Dict[str, str]) -> None:
     _events(base, rel, out)
 
 
-_OWNED = re.compile(r"-(\d+)$")
+_OWNED = re.compile(r"-(\d+)(?:-[a-z]+)?$")  # TOOL-PID, or a sibling TOOL-PID-SUFFIX
 
 
 def _foreign(name: str) -> bool:

@@ -333,7 +333,7 @@ def test_states_are_the_kernels_own(tracefs_root):
     hogs = []
     try:
         for f, v in (("trace_clock", "mono"), ("tracing_cpumask", "1"),
-                     ("events/sched/sched_switch/enable", "1")):
+                     ("buffer_size_kb", "16384"), ("events/sched/sched_switch/enable", "1")):
             with open(os.path.join(inst, f), "w") as fh:
                 fh.write(v)
         t = tooling.start("schedtrace", "-C", "0", "--json", "-d", "2")
@@ -349,6 +349,8 @@ def test_states_are_the_kernels_own(tracefs_root):
             h.wait()
         os.rmdir(inst)
     assert rc == 0 and "lost" not in err, err
+    m = re.search(r"entries-in-buffer/entries-written: (\d+)/(\d+)", text)
+    assert m and m.group(1) == m.group(2), "the kernel's own capture lost events"
     pids = {h.pid for h in hogs}
     ours, kernels = {}, {}
     for line in out.splitlines():
@@ -362,3 +364,8 @@ def test_states_are_the_kernels_own(tracefs_root):
             kernels[k] = kernels.get(k, 0) + 1
     assert sum(n for (p, s), n in kernels.items() if s.startswith("R")) > 10, kernels
     assert ours == kernels
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["pingpong"]:
+        pingpong(int(sys.argv[2]))
