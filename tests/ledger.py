@@ -56,6 +56,8 @@ TIERS: Dict[str, Dict] = {
             "needs function_graph",
         "tests/live/test_funcgraph.py::test_same_tree_as_trace_cmd":
             "needs function_graph",
+        "tests/live/test_iolatency.py::test_counts_every_io_exactly[kernel]":
+            "needs hist",
         "tests/live/test_iolatency.py::test_in_kernel_histogram_matches_streaming":
             "needs hist",
         "tests/live/test_pagefaults.py::test_major_faults_match_kernel":

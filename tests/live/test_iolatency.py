@@ -43,21 +43,33 @@ def _sum(objs: List[Dict], key: str) -> float:
     return sum(o[key] for o in objs)
 
 
-@pytest.mark.parametrize("path", [pytest.param("numpy", marks=pytest.mark.vm), "python"])
+@pytest.mark.parametrize("path", [pytest.param("numpy", marks=pytest.mark.vm), "python",
+                                  pytest.param("kernel", marks=pytest.mark.needs("hist"))])
 def test_counts_every_io_exactly(loop, path):
     """Short intervals: many I/Os straddle a boundary; two fio jobs put
     the same sector in flight twice now and then; none is lost. Both
-    streaming paths: numpy (the default) and pure Python (no numpy)."""
-    objs, d, err = _traced(loop, ["-d", loop.name, "0.25"],
+    streaming paths, numpy and pure Python (no numpy), exactly; and where
+    the kernel has hist triggers the in-kernel path too, which pairs on
+    (dev, sector) only: with the same sector in flight twice (two fio
+    jobs, 32 deep, on a small device: the worst case) a completion may
+    take the other's start. Measured in the 6.12 guest: 32,292 pairs and
+    12 unmatched for 32,208 I/Os (0.3 % over); within 1 % either way."""
+    stream = [] if path == "kernel" else ["--stream"]
+    objs, d, err = _traced(loop, stream + ["-d", loop.name, "0.25"],
                            lambda: loop.fio("randrw", 3, iodepth=32,
                                             extra=["--numjobs=2"]),
                            env={"FTT_NO_NUMPY": "1" if path == "python" else "0"})
     kernel = d["read_ios"] + d["write_ios"]
     assert kernel > 1000
-    assert len(objs) >= 8, "expected an object per 0.25 s interval"
+    # an object per 0.25 s interval (in the emulated guests importing numpy
+    # and a round take seconds: the intervals' reports come late, merged)
+    assert len(objs) >= (8 if not tooling.EMULATED else 1), "an object per interval"
     assert _sum(objs, "lost") == 0, err
-    assert _sum(objs, "count") == kernel
-    assert _sum(objs, "unmatched") == 0
+    n, unmatched = _sum(objs, "count"), _sum(objs, "unmatched")
+    if path == "kernel":
+        assert abs(n + unmatched - kernel) <= kernel // 100, (n, unmatched, kernel)
+    else:
+        assert (n, unmatched) == (kernel, 0), err
     assert {o["device"] for o in objs} == {loop.name}
 
 

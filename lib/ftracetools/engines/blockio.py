@@ -314,30 +314,38 @@ class InKernel(Source):
         s.add_trigger("block", "block_rq_complete", "hist:keys=dev:vals=hitcount"
                       + triggers.if_clause(f))
         self.seen: Dict[tuple, int] = {}    # cumulative (dev, us) -> n
-        self.done: Dict[int, int] = {}      # dev -> completions
+        self.matched: Dict[int, int] = {}   # dev -> pairs counted so far
+        self.unmatched: Dict[int, int] = {}  # dev -> unmatched said so far
         self.lost_hint = ("an in-kernel table was full (%d entries): rerun with "
                           "--stream" % (1 << 14))
         self.tick = 0.25
 
     def rotate(self, final: bool = False) -> Interval:
-        counts = self.lat.read()
+        # The completions first, then the pairs: every completion counted is
+        # then either paired in the second read or truly unmatched (the
+        # second read may hold later pairs too: unmatched is never said
+        # too early, only perhaps late; after tracing stops both agree).
         comp = {}
         for t in triggers.read_hist(self.s, "block", "block_rq_complete"):
             for key, vals in t.entries:
                 if list(key) == ["dev"]:  # the keys=dev counter
                     comp[int(key["dev"])] = vals.get("hitcount", 0)
+        counts = self.lat.read()
         done, self.cur = self.cur, Interval()
-        matched: Dict[int, int] = {}
         for (dev, us), n in counts.items():
             d = n - self.seen.get((dev, us), 0)
             if d:
                 done.lats.setdefault(dev, []).extend([us * 1000] * d)
-                matched[dev] = matched.get(dev, 0) + d
+                self.matched[dev] = self.matched.get(dev, 0) + d
+        # Unmatched completions, counted on the running totals (reading a
+        # table takes time: 12,613 of 14,155 I/Os were called unmatched in
+        # a 6.12 guest when each interval was counted on its own).
         for dev, n in comp.items():
-            u = n - self.done.get(dev, 0) - matched.get(dev, 0)
+            u = max(0, n - self.matched.get(dev, 0)) - self.unmatched.get(dev, 0)
             if u > 0:
                 done.unmatched[dev] = u
-        self.seen, self.done = counts, comp
+                self.unmatched[dev] = self.unmatched.get(dev, 0) + u
+        self.seen = counts
         if final:
             done.lost = self.lost()
         return done
