@@ -330,7 +330,7 @@ def test_states_are_the_kernels_own(tracefs_root):
     (a hand-made instance records the same sched_switch events): two CPU
     hogs sharing CPU 0 are switched out runnable, as R when preempted on
     the way back to user space and R+ when preempted in the kernel."""
-    inst = os.path.join(tracefs_root, "instances", "statecheck")
+    inst = os.path.join(tracefs_root, "instances", "statecheck-%d" % os.getpid())
     os.mkdir(inst)
     hogs = []
     try:
