@@ -7,8 +7,10 @@ FTT_TORTURE_TRIALS. Counters are printed as a table at the end of the run
 """
 
 import contextlib
+import errno
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -52,17 +54,34 @@ def no_traceback(err, what):
 
 
 @contextlib.contextmanager
-def hand_made_instance(root, name):
-    """A foreign user: an instance recording sched_switch, made by hand and
-    removed at the end. Yields its path."""
-    path = os.path.join(root, "instances", name)
+def hand_made_instance(root, name, settings=(("events/sched/sched_switch/enable", "1"),)):
+    """A foreign user: an instance made by hand with the given settings
+    (recording sched_switch unless told), removed at the end. It is named
+    NAME-PID after this test process, so two test sessions at once do not
+    collide. Yields its path."""
+    path = os.path.join(root, "instances", "%s-%d" % (name, os.getpid()))
     os.mkdir(path)
     try:
-        with open(os.path.join(path, "events/sched/sched_switch/enable"), "w") as f:
-            f.write("1")
+        for f, v in settings:
+            with open(os.path.join(path, f), "w") as fh:
+                fh.write(v)
         yield path
     finally:
-        os.rmdir(path)
+        remove_instance(path)
+
+
+def remove_instance(path, tries=100):
+    """rmdir an instance, waiting out EBUSY: a snapshot of tracefs taken by
+    another test session at that moment holds its files open briefly."""
+    for _ in range(tries - 1):
+        try:
+            os.rmdir(path)
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                raise
+            time.sleep(0.02)
+    os.rmdir(path)
 
 
 def recorded(instance):

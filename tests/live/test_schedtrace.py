@@ -25,6 +25,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 import tooling  # noqa: E402
+from torture import hand_made_instance  # noqa: E402
 
 ROUNDS = 3000
 # Run time comes from the kernel's own deltas (sched_stat_runtime): it must
@@ -32,15 +33,24 @@ ROUNDS = 3000
 # tasks, 6 runs of this test, on the 6.18 host at load 2-3). Where it is
 # counted from the switches (-C, or a kernel without the event) it differs
 # by the wakeup-to-switch latency of each preempting wakeup (the kernel
-# skips the clock update in __schedule): 2 % and WAIT_TOL_PER_RUN_NS.
+# skips the clock update in __schedule): a woken task is charged less, a
+# task preempted by a wakeup more, measured up to 15 us per preemption
+# here under load (13.5 us per run for a CPU-bound task preempted 1657
+# times while two emulated guests ran): 2 %, RUN_TOL_PER_RUN_NS per run
+# and PREEMPT_SKEW_NS per involuntary switch.
 #
 # Wait time: the kernel's run_delay ends at the clock of the wakeup that
 # preempts (the same skipped update), a traced wait at the sched_switch:
-# ours is the longer, measured 126-197 ns per run here (the same 12 tasks:
-# ratio 1.06-1.11); on the emulated guests microseconds. Both bounds: 2 %
-# of the kernel's figure and this much per run, either way.
+# ours is the longer, by the wakeup-to-switch latency: 126-197 ns per run
+# on an idle host (the same 12 tasks: ratio 1.06-1.11), 1.29-1.43 us per
+# run with two emulated guests busy on both CPUs; on the emulated guests
+# themselves microseconds. Ours may also start later (the kernel stamps
+# the enqueue before the sched_wakeup event): never seen beyond 1 us.
 RUN_TOL = 0.02
-WAIT_TOL_PER_RUN_NS = 1000 if not tooling.EMULATED else 20000
+RUN_TOL_PER_RUN_NS = 1000 if not tooling.EMULATED else 20000
+PREEMPT_SKEW_NS = 20000
+WAIT_OVER_PER_RUN_NS = 2500 if not tooling.EMULATED else 20000
+WAIT_UNDER_PER_RUN_NS = 1000 if not tooling.EMULATED else 20000
 
 
 def pingpong(n: int) -> None:
@@ -150,9 +160,18 @@ def unrecorded(err: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def close(ours: int, kernel: int, runs: int) -> bool:
-    """Within 2 % and the measured constant per run, either way."""
-    return abs(ours - kernel) <= RUN_TOL * kernel + WAIT_TOL_PER_RUN_NS * runs
+def close(ours: int, kernel: int, runs: int, preempted: int = 0) -> bool:
+    """A run time counted from the switches: within 2 %, a constant per run
+    and the skew per preemption of the kernel's, either way."""
+    return abs(ours - kernel) <= (RUN_TOL * kernel + RUN_TOL_PER_RUN_NS * runs
+                                  + PREEMPT_SKEW_NS * preempted)
+
+
+def close_wait(ours: int, kernel: int, runs: int) -> bool:
+    """A wait time: within 2 % of the kernel's, and at most the measured
+    wakeup-to-switch latency per run longer or the enqueue skew shorter."""
+    return (kernel * (1 - RUN_TOL) - WAIT_UNDER_PER_RUN_NS * runs <= ours
+            <= kernel * (1 + RUN_TOL) + WAIT_OVER_PER_RUN_NS * runs)
 
 
 # Summaries are counted on arrays once a round brings 64 pages, event by
@@ -185,8 +204,8 @@ def test_summary_matches_proc_accounting(rounds) -> None:
         if t["run_from"] == "kernel":
             assert t["run_ns"] == k["run_ns"], (pid, t, k)
         else:
-            assert close(t["run_ns"], k["run_ns"], k["runs"]), (pid, t, k)
-        assert close(t["wait_ns"], k["wait_ns"], k["runs"]), (pid, t, k)
+            assert close(t["run_ns"], k["run_ns"], k["runs"], k["involuntary"]), (pid, t, k)
+        assert close_wait(t["wait_ns"], k["wait_ns"], k["runs"]), (pid, t, k)
         assert t["max_wait_ns"] <= t["wait_ns"]
     assert tasks[w.child]["comm"].startswith("python")
 
@@ -238,7 +257,7 @@ def test_run_time_is_the_kernels(spin, n) -> None:
     if task["run_from"] == "kernel":
         assert task["run_ns"] == k["run_ns"], (task, k)
     else:
-        assert close(task["run_ns"], k["run_ns"], k["runs"]), (task, k)
+        assert close(task["run_ns"], k["run_ns"], k["runs"], k["involuntary"]), (task, k)
 
 
 def test_event_lines_match_proc_switch_counts() -> None:
@@ -280,8 +299,8 @@ def test_histogram_counts_every_wait(rounds) -> None:
         assert h[pid]["count"] <= k["runs"], (pid, h[pid]["count"], k)
         assert sum(b["count"] for b in h[pid]["buckets"]) == h[pid]["count"]
         # (whole microseconds: each wait is up to 1 us short in the table)
-        assert close(h[pid]["total"] * 1000 + 500 * h[pid]["count"], k["wait_ns"],
-                     k["runs"]), (pid, h[pid], k)
+        assert close_wait(h[pid]["total"] * 1000 + 500 * h[pid]["count"], k["wait_ns"],
+                          k["runs"]), (pid, h[pid], k)
     assert sum(e["count"] for e in h.values()) + rows[0]["unrecorded"] == \
         sum(k["runs"] for k in delta.values()), (rows[0], delta)
     assert unrecorded(err) == rows[0]["unrecorded"], err
@@ -317,9 +336,10 @@ def test_cpu_filter_excludes_other_cpus() -> None:
     elsewhere, _ = got[cpus[1]]
     assert elsewhere is None or elsewhere["run_ns"] == 0, got
     there, k = got[cpus[0]]
-    assert k["run_ns"] > 0.5e9, k
+    # (a 1 s spin by the clock: 0.4 s of CPU with two emulated guests busy)
+    assert k["run_ns"] > 0.1e9, k
     assert there["run_from"] == "switches"
-    assert close(there["run_ns"], k["run_ns"], k["runs"]), (there, k)
+    assert close(there["run_ns"], k["run_ns"], k["runs"], k["involuntary"]), (there, k)
 
 
 HOG = "import time\nend = time.time() + float(__import__('sys').argv[1])\nwhile time.time() < end: pass\n"
@@ -330,26 +350,22 @@ def test_states_are_the_kernels_own(tracefs_root):
     (a hand-made instance records the same sched_switch events): two CPU
     hogs sharing CPU 0 are switched out runnable, as R when preempted on
     the way back to user space and R+ when preempted in the kernel."""
-    inst = os.path.join(tracefs_root, "instances", "statecheck-%d" % os.getpid())
-    os.mkdir(inst)
     hogs = []
-    try:
-        for f, v in (("trace_clock", "mono"), ("tracing_cpumask", "1"),
-                     ("buffer_size_kb", "16384"), ("events/sched/sched_switch/enable", "1")):
-            with open(os.path.join(inst, f), "w") as fh:
-                fh.write(v)
-        t = tooling.start("schedtrace", "-C", "0", "--json", "-d", "2")
-        hogs = [subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", HOG, "1.5"])
-                for _ in range(2)]
-        rc, out, err = t.wait(60)
-        with open(os.path.join(inst, "events/sched/sched_switch/enable"), "w") as fh:
-            fh.write("0")
-        with open(os.path.join(inst, "trace")) as fh:
-            text = fh.read()
-    finally:
-        for h in hogs:
-            h.wait()
-        os.rmdir(inst)
+    settings = (("trace_clock", "mono"), ("tracing_cpumask", "1"), ("buffer_size_kb", "16384"),
+                ("events/sched/sched_switch/enable", "1"))
+    with hand_made_instance(tracefs_root, "statecheck", settings) as inst:
+        try:
+            t = tooling.start("schedtrace", "-C", "0", "--json", "-d", "2")
+            hogs = [subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", HOG, "1.5"])
+                    for _ in range(2)]
+            rc, out, err = t.wait(60)
+            with open(os.path.join(inst, "events/sched/sched_switch/enable"), "w") as fh:
+                fh.write("0")
+            with open(os.path.join(inst, "trace")) as fh:
+                text = fh.read()
+        finally:
+            for h in hogs:
+                h.wait()
     assert rc == 0 and "lost" not in err, err
     m = re.search(r"entries-in-buffer/entries-written: (\d+)/(\d+)", text)
     assert m and m.group(1) == m.group(2), "the kernel's own capture lost events"

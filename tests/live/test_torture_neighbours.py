@@ -27,7 +27,7 @@ def test_all_tools_and_foreign_users_at_once(tracefs_root, tmp_path):
     before = tracestate.snapshot(tracefs_root)
     with hand_made_instance(tracefs_root, "foreign-torture") as foreign:
         mine = tracestate.snapshot(tracefs_root)
-        mine = {k: v for k, v in mine.items() if k.startswith("instances/foreign-torture/")}
+        mine = {k: v for k, v in mine.items() if k.startswith("instances/%s/" % os.path.basename(foreign))}
         runs = [tooling.start(t, *TOOLS[t][0], stdout=subprocess.DEVNULL) for t in runnable]
         runs.append(tooling.start(runnable[0], *TOOLS[runnable[0]][0], stdout=subprocess.DEVNULL))
         time.sleep(1.0)
