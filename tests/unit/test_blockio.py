@@ -44,9 +44,11 @@ def stream(glob=None, rw_len=2):
                 IDS["merge"]: iol.MERGE, IDS["issue"]: iol.ISSUE,
                 IDS["requeue"]: iol.REQUEUE}
     st.glob = glob
-    st.unpack = struct.Struct(CODE % (16 if glob else rw_len)).unpack_from
-    st.alt = {}
+    unpack = struct.Struct(CODE % (16 if glob else rw_len)).unpack_from
+    st.units = {i: unpack for i in IDS.values()}
     st.pending, st.orphans, st.held, st.ops, st.more = {}, {}, [], {}, {}
+    st.whos, st.tasks, st.only, st.forks = {}, {}, None, None
+    st.queued, st.min_ns = False, 0
     st.reader = FakeReader()
     st.lost_seen = 0
     st.cur = iol.Interval()
@@ -313,3 +315,123 @@ def test_numpy_direction_letters_match_op(glob):
     recs = {"rwbs": rwbs, "rw0": np.frombuffer(rwbs.tobytes(), "u1")[0::10],
             "rw1": np.frombuffer(rwbs.tobytes(), "u1")[1::10]}
     assert st._ops(recs).tolist() == [iol.op_of(w, glob) for w in words]
+
+
+# -- whose I/O (Stream(who=True)): records, attribution, filters ------------------
+
+WHO = struct.Struct("<4xi36x16s").unpack_from   # common_pid@4, comm@44 (6.x)
+
+
+def payload_by(kind, sector, pid, comm=b"fio", rwbs=b"R", nr=8, dev=DEV):
+    body = bytearray(payload(kind, sector, rwbs, nr, dev))
+    struct.pack_into("<i", body, 4, pid)
+    struct.pack_into("16s", body, 44, comm)
+    return bytes(body)
+
+
+def who_stream(queued=False, min_ns=0, only=None):
+    st = stream()
+    st.whos = {IDS[k]: WHO for k in ("start", "issue")}
+    st.queued, st.min_ns, st.only = queued, min_ns, only
+    st.tasks = {}
+    return st
+
+
+def ios(iv):
+    """(completion, sector, bytes, op, start, issue, tid, comm) of each I/O."""
+    return [(r[0], r[2], r[3], chr(r[4]), r[5], r[6], r[7], r[9]) for r in sorted(iv.ios)]
+
+
+def test_the_submitter_is_the_task_of_the_start_event():
+    """The start event's task issued the I/O; the issue (from a kernel
+    worker here) gives the service time, not the task."""
+    st = who_stream()
+    feed(st, (100, payload_by("start", 8, 4242, b"dd")),
+         (130, payload_by("issue", 8, 77, b"kworker/0:1H", nr=16)),
+         (400, payload("complete", 8, nr=16)))
+    iv = st.rotate(final=True)
+    assert ios(iv) == [(400, 8, 8192, "R", 100, 130, 4242, "dd")]
+    assert iv.count == 1 and not iv.lats and not iv.unmatched
+
+
+def test_a_direct_issue_is_the_issuers_own():
+    """Before 6.5 a request issued straight away has no insert event: the
+    issue, in the submitter's context, starts it."""
+    st = who_stream()
+    feed(st, (100, payload_by("issue", 16, 31, b"fio", rwbs=b"WS")),
+         (250, payload("complete", 16, b"WS")))
+    assert ios(st.rotate(final=True)) == [(250, 16, 4096, "W", 100, 100, 31, "fio")]
+
+
+def test_only_the_targets_ios_are_kept_and_counted():
+    st = who_stream(only={31})
+    feed(st, (100, payload_by("start", 8, 31)), (110, payload_by("start", 16, 32)),
+         (300, payload("complete", 16)), (310, payload("complete", 8)),
+         (320, payload("complete", 24)))
+    iv = st.rotate(final=True)
+    assert [r[6] for r in ios(iv)] == [31] and iv.count == 1
+    assert iv.unmatched == {DEV: 1}     # whoever's it was: still reported
+
+
+def test_min_latency_keeps_the_slow_and_counts_all():
+    """-m: from the issue, or from the start with -Q."""
+    for queued, want in ((False, [500]), (True, [300, 500])):
+        st = who_stream(queued=queued, min_ns=250)
+        feed(st, (100, payload_by("start", 8, 5)), (300, payload_by("issue", 8, 5)),
+             (400, payload("complete", 8)),                        # 100 from issue
+             (500, payload_by("start", 16, 5)), (510, payload_by("issue", 16, 5)),
+             (1000, payload("complete", 16)))                      # 490 from issue
+        iv = st.rotate(final=True)
+        assert [r[0] - r[4] for r in ios(iv)] == want and iv.count == 2
+
+
+def test_partial_completion_is_one_record_of_the_whole_request():
+    st = who_stream()
+    feed(st, (100, payload_by("start", 64, 9, nr=16)), (200, payload("complete", 64, nr=8)),
+         (300, payload("complete", 72, nr=8)))
+    assert ios(st.rotate(final=True)) == [(300, 64, 8192, "R", 100, None, 9, "fio")]
+
+
+def test_front_merge_moves_the_record_to_the_new_first_sector():
+    st = who_stream()
+    feed(st, (100, payload_by("start", 80, 9)), (120, payload("merge", 72, nr=8)),
+         (400, payload("complete", 72, nr=16)))
+    assert ios(st.rotate(final=True)) == [(400, 72, 8192, "R", 100, None, 9, "fio")]
+
+
+def test_same_sector_in_flight_twice_each_gets_its_issue():
+    st = who_stream()
+    feed(st, (100, payload_by("start", 8, 1)), (110, payload_by("start", 8, 2)),
+         (120, payload_by("issue", 8, 0)), (130, payload_by("issue", 8, 0)),
+         (300, payload("complete", 8)), (500, payload("complete", 8)))
+    assert [(r[4], r[5], r[6]) for r in ios(st.rotate(final=True))] == [(100, 120, 1),
+                                                                        (110, 130, 2)]
+
+
+def test_completion_seen_before_its_start_keeps_the_submitter():
+    st = who_stream()
+    feed(st, (500, payload("complete", 24)))
+    feed(st, (200, payload_by("start", 24, 7, b"tar")))
+    iv = st.rotate(final=True)
+    assert ios(iv) == [(500, 24, 4096, "R", 200, None, 7, "tar")] and not iv.unmatched
+
+
+def test_kernel_threads_are_labelled():
+    st = who_stream()
+    gone = 4194303      # (pid_max: no such task here)
+    feed(st, (100, payload_by("start", 8, gone, b"kworker/u8:2", rwbs=b"W")),
+         (200, payload("complete", 8, b"W")), (300, payload_by("start", 16, gone, b"dd")),
+         (400, payload("complete", 16)))
+    recs = sorted(st.rotate(final=True).ios)
+    assert [(r[9], r[10]) for r in recs] == [("kworker/u8:2", True), ("dd", False)]
+    assert recs[0][8] == gone   # a task gone: its own id as process
+
+
+# -- which devices take which events ---------------------------------------------
+
+def test_routes_send_bio_based_devices_to_the_bio_events(monkeypatch):
+    monkeypatch.setattr(iol, "bio_based", lambda name: name.startswith("dm-"))
+    assert iol.routes({1: "vda", 2: "dm-0"}) == ({1: "vda"}, {2: "dm-0"})
+    assert iol.routes({2: "dm-0"}) == (None, {2: "dm-0"})
+    assert "block_bio_queue to block_bio_complete" in iol.describe({2: "dm-0"})
+    assert iol.describe({}) == ""

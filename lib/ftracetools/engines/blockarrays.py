@@ -6,8 +6,9 @@ import struct
 import time
 from typing import Dict, Optional
 
-from ftracetools.engines.blockio import (COMPLETE, HOLD_NS, PURGE_NS, REQUEUE, START,
-                                         Interval, Stream, iotype_filter, op_of, unpacker)
+from ftracetools.engines.blockio import (BIO_EVENTS, COMPLETE, HOLD_NS, PURGE_NS, REQUEUE,
+                                         START, Interval, Stream, describe, iotype_filter,
+                                         op_of, routes, unpacker)
 from ftracetools.kernel import filters
 from ftracetools.kernel.formats import EventFormat
 from ftracetools.ring.pages import PageLayout, page_offsets
@@ -26,7 +27,8 @@ class VecStream(Stream):
     first in, first out; a completion with no open issue is an orphan, kept
     for a second (an issue may become visible later) and then counted as
     unmatched. Pages that break the uniform layout are walked record by
-    record. Not for -Q (merges change keys): Stream does that."""
+    record. Bio-based devices' events go to two instances more. Not for
+    -Q (merges change keys) nor for whose I/O it was: Stream does that."""
 
     def __init__(self, s, devs: Dict[int, str], iotype: Optional[str], kb: int) -> None:
         # numpy (70 ms to import here) is loaded once tracing runs and the
@@ -34,24 +36,37 @@ class VecStream(Stream):
         # while the loop waits for the first round, which uses it
         self.np = None
         self.root = s.root
-        s.set("trace_clock", "mono")
-        s.set_buffer_kb(kb)
-        done = s.sibling("done")
-        done.set("trace_clock", "mono")
-        done.set_buffer_kb(kb)
-        filt = filters.all_of(filters.any_of("dev", devs) if devs else None,
-                              iotype_filter(iotype))
+        req, bio = routes(devs)
+        self.what = describe(bio)
         self.glob = iotype
         self.kinds, self.codes, self.alt = {}, {}, {}
         self.fields = []
-        for sess, name, kind in ((s, "block_rq_issue", START),
-                                 (done, "block_rq_complete", COMPLETE),
-                                 (done, "block_rq_requeue", REQUEUE)):
-            fmt = EventFormat.load(s.root, "block", name)
-            sess.enable_event("block", name, filt)
-            self.kinds[fmt.id] = kind
-            self.alt[fmt.id] = struct.Struct(unpacker(fmt, 16)).unpack_from
-            if kind != REQUEUE:  # (requeues are rare: walked, with the odd pages)
+        self.readers = []
+        # Each buffer one event: starts, completions (and the rare
+        # requeues, walked with the odd pages); bio-based devices' events
+        # in two more
+        plan = []
+        if req is not None:
+            filt = filters.all_of(filters.any_of("dev", req) if req else None,
+                                  iotype_filter(iotype))
+            plan += [("", [("block_rq_issue", START)], filt),
+                     ("done", [("block_rq_complete", COMPLETE),
+                               ("block_rq_requeue", REQUEUE)], filt)]
+        if bio:
+            filt = filters.all_of(filters.any_of("dev", bio), iotype_filter(iotype))
+            plan += [("bio", [(BIO_EVENTS[0], START)], filt),
+                     ("biodone", [(BIO_EVENTS[1], COMPLETE)], filt)]
+        for i, (suffix, events, filt) in enumerate(plan):
+            sess = s.sibling(suffix) if i else s
+            sess.set("trace_clock", "mono")
+            sess.set_buffer_kb(kb)
+            for name, kind in events:
+                fmt = EventFormat.load(s.root, "block", name)
+                sess.enable_event("block", name, filt)
+                self.kinds[fmt.id] = kind
+                self.alt[fmt.id] = struct.Struct(unpacker(fmt, 16)).unpack_from
+                if kind == REQUEUE:
+                    continue
                 fields = {"type": (0, "<u2")}
                 for f in ("dev", "sector", "nr_sector"):
                     fl = fmt.field(f)
@@ -61,9 +76,9 @@ class VecStream(Stream):
                 fields["rw0"] = (fl.offset, "u1")      # its first two letters
                 fields["rw1"] = (fl.offset + 1, "u1")
                 self.fields.append(fields)
-        self.readers = [RawReader(s.dir, s.root), RawReader(done.dir, done.root)]
-        for r in self.readers:
+            r = RawReader(sess.dir, sess.root)
             s.own(r)
+            self.readers.append(r)
         self.ops: Dict[bytes, int] = {}
         self.lost_seen = 0
         self.cur = Interval()
@@ -74,7 +89,7 @@ class VecStream(Stream):
         self.tick = 0.25
 
     def wait(self, timeout: float) -> object:
-        return self.readers[1].wait(timeout)
+        return self.readers[1].wait(timeout)   # the (first) completions
 
     def live(self) -> None:
         preload("numpy")    # loaded by the first round: tracing is live

@@ -8,41 +8,59 @@ Three ways, best first, chosen by ``open_source``:
   buffer. Pairs on (dev, sector).
 - ``VecStream`` (numpy): issues and completions stream into two
   instances and are paired as arrays (``engines.blockarrays``).
-- ``Stream``: the same, one event at a time (``queued``, or no numpy).
+- ``Stream``: the same, one event at a time (``queued``, or no numpy);
+  the only one that knows whose each I/O is (``who``): then it keeps one
+  record per I/O (``Interval.ios``) for biosnoop and iolatency ``--by``.
+
+Request-based devices (disks, loop, nvme) are timed from their request
+events; bio-based ones (device-mapper, md, zram), which have none, from
+``block_bio_queue`` to ``block_bio_complete``, keyed alike by (dev,
+sector, direction) (``routes``).
+
+The task that issued an I/O is the one current at its submission: the
+start event (``block_io_start``, or ``block_rq_insert`` on kernels before
+6.5, or ``block_bio_queue``) carries its pid and comm; ``block_rq_issue``
+may run in a kernel worker and the completion in an interrupt. A request
+issued without an insert (direct issue, before 6.5) is the issuer's own.
 
 Each is a ``Source`` for the tracing loop; ``rotate()`` ends an interval
-and returns what it saw (an ``Interval``): latencies in ns per device,
-completions without an issue, events lost.
+and returns what it saw (an ``Interval``): latencies in ns per device (or
+records of each I/O), completions without a start, events lost.
 """
 
 import bisect
 import os
 import struct
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from ftracetools import switches
 from ftracetools.errors import ToolError, UsageError
-from ftracetools.host import devices
+from ftracetools.host import devices, procs
 from ftracetools.kernel import filters, triggers
 from ftracetools.kernel.formats import EventFormat
-from ftracetools.ring.pages import page_offsets
+from ftracetools.ring.pages import page_offsets, parse_page
 from ftracetools.ring.reader import RawReader
 from ftracetools.ring.source import Source
 
 __all__ = ["RWBS", "START", "COMPLETE", "MERGE", "ISSUE", "REQUEUE", "PURGE_NS",
-           "HOLD_NS", "parse_devices", "iotype_filter", "op_of", "unpacker",
-           "Interval", "Stream", "InKernel", "open_source"]
+           "HOLD_NS", "BIO_EVENTS", "parse_devices", "bio_based", "routes", "describe",
+           "iotype_filter", "op_of", "unpacker", "Interval", "Stream", "InKernel",
+           "open_source"]
 
 RWBS = "FWDERNASMU"    # the letters blk_fill_rwbs() writes
 PURGE_NS = 60 * 10**9  # forget issues without a completion after this long
 HOLD_NS = 5 * 10**6    # events younger than this may precede unseen ones
 START, COMPLETE, MERGE, ISSUE, REQUEUE = range(5)
 FIELDS = ("common_type", "dev", "sector", "nr_sector", "rwbs")
+WHO = ("common_pid", "comm")
+BIO_EVENTS = ("block_bio_queue", "block_bio_complete")
+FORK_KB = 256          # per CPU, for the forks of -p/-c's processes
 
 
-def parse_devices(names: List[str]) -> Dict[int, str]:
-    """``-d`` values (vda, /dev/vda, 253,0) -> {kernel dev: name}."""
+def parse_devices(names: List[str], duration: str = "INTERVAL COUNT (1 %s)") -> Dict[int, str]:
+    """``-d`` values (vda, /dev/vda, 253,0) -> {kernel dev: name}. A number
+    that names no device is told how the tool takes a ``duration``."""
     out = {}
     for d in names:
         try:
@@ -50,20 +68,54 @@ def parse_devices(names: List[str]) -> Dict[int, str]:
         except UsageError as e:
             if d.strip().replace(".", "").isdigit():
                 raise UsageError("-d %s: %s" % (d, e), "-d names a device here, as in "
-                                 "perf-tools; for a duration give INTERVAL COUNT "
-                                 "(1 %s)" % d) from None
+                                 "perf-tools; for a duration give " + duration % d) from None
             raise UsageError("-d %s: %s" % (d, e), e.hint) from None
         sysd = "/sys/class/block/" + name
         if os.path.exists(sysd + "/partition"):
             disk = os.path.basename(os.path.dirname(os.path.realpath(sysd)))
             raise UsageError("-d %s: a partition: block request events carry "
                              "the whole disk; use -d %s" % (d, disk))
-        if not os.path.isdir(sysd + "/mq"):
-            raise UsageError("-d %s: no request queue (device-mapper, md, ...): "
-                             "its I/O never shows in block request events; "
-                             "trace the devices below it" % d)
         out[dev] = name
     return out
+
+
+def bio_based(name: str) -> bool:
+    """A disk without a request queue (device-mapper, md, zram, brd): its
+    I/O shows only in the bio events."""
+    sysd = "/sys/class/block/" + name
+    return (os.path.isdir(sysd) and not os.path.exists(sysd + "/partition")
+            and not os.path.isdir(sysd + "/mq"))
+
+
+def _sectors(name: str) -> int:
+    try:
+        with open("/sys/class/block/%s/size" % name) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 0
+
+
+def routes(devs: Dict[int, str]) -> Tuple[Optional[Dict[int, str]], Dict[int, str]]:
+    """Which devices are timed from which events: (request devices, {}
+    for all of them, None for none; bio-based devices). Without ``-d``:
+    every request device, and the bio-based ones that have a size now."""
+    if devs:
+        bio = {d: n for d, n in devs.items() if bio_based(n)}
+        req = {d: n for d, n in devs.items() if d not in bio}
+        return (req or None), bio
+    bio = {}
+    for name, mm in devices.block_devices().items():
+        if bio_based(name) and _sectors(name) > 0:
+            bio[devices.kernel_dev(*mm)] = name
+    return {}, bio
+
+
+def describe(bio: Dict[int, str]) -> str:
+    """What the banner says of bio-based devices' events."""
+    if not bio:
+        return ""
+    return " (bio events for %s: %s to %s)" % (", ".join(sorted(bio.values())),
+                                                *BIO_EVENTS)
 
 
 def iotype_filter(glob: Optional[str]) -> Optional[str]:
@@ -90,17 +142,20 @@ def op_of(rwbs: bytes, glob=None) -> int:
     return rwbs[0] if rwbs else 0
 
 
-def unpacker(fmt, rw_len: int) -> str:
-    """struct for FIELDS (rwbs: its first rw_len bytes) at this kernel's
-    offsets: the block events' layouts differ between versions."""
+def unpacker(fmt, rw_len: int, names=FIELDS) -> str:
+    """struct for ``names`` (rwbs: its first rw_len bytes) at this
+    kernel's offsets: the block events' layouts differ between versions."""
     code, pos = "<", 0
-    flds = sorted((fmt.field(n) for n in FIELDS), key=lambda f: f.offset)
-    if tuple(f.name for f in flds) != FIELDS:
+    flds = sorted((fmt.field(n) for n in names), key=lambda f: f.offset)
+    if tuple(f.name for f in flds) != names:
         raise ToolError("block:%s has an unexpected layout" % fmt.name)
     for f in flds:
         code += "x" * (f.offset - pos)
         n = min(rw_len, f.size) if f.name == "rwbs" else f.size
-        code += "%ds" % n if f.name == "rwbs" else {2: "H", 4: "I", 8: "Q"}[n]
+        if f.name in ("rwbs", "comm"):
+            code += "%ds" % n
+        else:
+            code += {2: "H", 4: "i" if f.name == "common_pid" else "I", 8: "Q"}[n]
         pos = f.offset + n
     return code
 
@@ -118,13 +173,24 @@ def start_event(s, queued: bool) -> str:
 
 class Interval:
     """What one interval saw: latencies (ns) and unmatched completions,
-    by kernel dev."""
+    by kernel dev; with ``Stream(who=True)``, instead of latencies, a
+    record of each I/O (``ios``) and how many completed (``count``: those
+    of the traced processes, the ones below ``min_ns`` too).
+
+    A record: (completion ns, dev, sector, bytes, direction letter, start
+    ns, issue ns or None, tid, tgid, comm, kernel thread?). Times are the
+    trace clock (CLOCK_MONOTONIC); start is the submission (queue insert,
+    or the bio's queueing), issue the request's (last) issue to the
+    driver, None for bio-based devices.
+    """
 
     def __init__(self) -> None:
         self.start = time.monotonic()
         self.lats: Dict[int, list] = {}  # dev -> [ns]; VecStream: dev -> [arrays of ns]
         self.unmatched: Dict[int, int] = {}
         self.lost = 0
+        self.ios: List[tuple] = []
+        self.count = 0
 
     def sorted_values(self, devs) -> "list":
         """The latencies of these devices, sorted (a list, or a numpy
@@ -146,53 +212,93 @@ class Stream(Source):
     last few ms are held back for the next round; should the kernel make
     an issue visible later still, its completion waits as an orphan and
     counts as unmatched only once it is a second old.
+
+    ``who``: each I/O is kept as a record (``Interval.ios``) with the task
+    that submitted it, its queue and service times; ``targets`` (-p, -c)
+    keeps only the I/Os of those processes (their forks are followed in
+    an instance of their own, with the kernel's event-fork); ``min_ns``
+    keeps only the I/Os at least that slow (from issue, or from the start
+    with ``queued``), counting the others.
     """
 
     what = ""
 
     def __init__(self, s, queued: bool, devs: Dict[int, str], iotype: Optional[str],
-                 kb: int) -> None:
+                 kb: int, *, who: bool = False, targets=None, min_ns: int = 0) -> None:
         s.set("trace_clock", "mono")
         s.set_buffer_kb(kb)
-        filt = filters.all_of(filters.any_of("dev", devs) if devs else None,
+        req, bio = routes(devs)
+        self.what = describe(bio)
+        filt = filters.all_of(filters.any_of("dev", req) if req else None,
                               iotype_filter(iotype))
         self.kinds: Dict[int, int] = {}
         self.codes: Dict[int, str] = {}
+        # (type -> unpack of common_pid, comm): the start events, with who
+        self.whos: Dict[int, object] = {}
+        self.queued, self.min_ns = queued, min_ns
         # The kernel's *X* filter on a char array (strnstr) reads past the
         # NUL into stale bytes: with -i, rwbs is checked again here.
         self.glob = iotype
         self.rw_len = 16 if self.glob else 2
-        start = start_event(s, queued)
-        if queued:
-            if start == "block_rq_insert":  # misses direct issues: add issue
-                self._event(s, filt, "block_rq_issue", ISSUE)
-            self._event(s, filters.any_of("dev", devs) if devs else None,
-                        "block_bio_frontmerge", MERGE)
-        main = self.codes[self._event(s, filt, start, START)]
-        self._event(s, filt, "block_rq_complete", COMPLETE)
-        if not queued:  # a requeued request is timed from its next issue
-            self._event(s, filt, "block_rq_requeue", REQUEUE)
-        self.unpack = struct.Struct(main).unpack_from
-        self.alt = {i: struct.Struct(c).unpack_from
-                    for i, c in self.codes.items() if c != main}
+        if req is not None:
+            start = start_event(s, queued or who)
+            if queued or who:
+                if start == "block_rq_insert" or who:  # direct issues; issue times
+                    self._event(s, filt, "block_rq_issue", ISSUE, who)
+                self._event(s, filters.any_of("dev", req) if req else None,
+                            "block_bio_frontmerge", MERGE)
+            self._event(s, filt, start, START, who)
+            self._event(s, filt, "block_rq_complete", COMPLETE)
+            if not (queued or who):  # a requeued request is timed from its next issue
+                self._event(s, filt, "block_rq_requeue", REQUEUE)
+        if bio:
+            bfilt = filters.all_of(filters.any_of("dev", bio), iotype_filter(iotype))
+            self._event(s, bfilt, BIO_EVENTS[0], START, who)
+            self._event(s, bfilt, BIO_EVENTS[1], COMPLETE)
+        # each event's own unpack, found by its type (common_type, u16 at 0)
+        self.units = {i: struct.Struct(c).unpack_from for i, c in self.codes.items()}
         self.reader = RawReader(s.dir, s.root)
         s.own(self.reader)
         self.offsets = page_offsets     # (the tests hand over pages already split)
-        self.pending: Dict[tuple, tuple] = {}  # (dev, sector, op) -> (start ns, nr_sector)
+        # (dev, sector, op) -> (start ns, nr_sector[, who]); who: [tid, comm
+        # bytes, issue ns, first sector, sectors]
+        self.pending: Dict[tuple, tuple] = {}
         self.orphans: Dict[tuple, int] = {}    # (dev, sector, op) -> completion ns
         self.more: Dict[tuple, list] = {}      # key -> [(ns, nr)]: same sector in flight again
         self.held: list = []                   # (ns, offset, page) not yet paired
         self.ops: Dict[bytes, int] = {}
+        self.tasks: Dict[tuple, tuple] = {}    # (tid, comm) -> (tgid, comm, kthread)
+        self.only: Optional[set] = None        # the tids of -p, -c
+        self.forks = None
+        if targets is not None and targets.filtered:
+            self._follow(s, targets)
         self.lost_seen = 0
         self.cur = Interval()
         self.lost_hint = "enlarge the buffer with -b (now %d KB per CPU)" % kb
 
-    def _event(self, s, filt, name, kind) -> int:
+    def _event(self, s, filt, name, kind, who=False) -> int:
         fmt = EventFormat.load(s.root, "block", name)
         self.codes[fmt.id] = unpacker(fmt, self.rw_len)
+        if who:
+            self.whos[fmt.id] = struct.Struct(unpacker(fmt, 0, WHO)).unpack_from
         s.enable_event("block", name, filt)
         self.kinds[fmt.id] = kind
         return fmt.id
+
+    def _follow(self, s, targets) -> None:
+        """The processes of -p, -c and every thread and child they make:
+        the kernel's PID list (event-fork) on an instance that records
+        their forks."""
+        fs = s.sibling("forks")
+        fs.set("trace_clock", "mono")
+        fs.set_buffer_kb(FORK_KB)
+        targets.arm(fs)
+        fs.enable_event("sched", "sched_process_fork")
+        fmt = EventFormat.load(s.root, "sched", "sched_process_fork")
+        r = RawReader(fs.dir, fs.root)
+        s.own(r)
+        self.forks = (r, fmt.id, fmt.decoder(["child_pid"]))
+        self.only = set(targets.tids())
 
     def wait(self, timeout: float) -> object:
         return self.reader.wait(timeout)
@@ -200,6 +306,12 @@ class Stream(Source):
     def drain(self, upto: int = 0) -> None:
         r = self.reader
         limit = upto or time.monotonic_ns() - HOLD_NS
+        if self.forks:  # before the I/Os: a child forks before it submits
+            fr, fid, child = self.forks
+            out: list = []
+            for cpu, page in fr.drain_pages():
+                fr.note_lost(parse_page(page, cpu, fr.layout, out))
+            self.only.update(child(e[3])[0] for e in out if e[2] == fid)
         evs = self.held
         for _cpu, page in r.drain_pages():
             r.note_lost(self.offsets(page, r.layout, evs))
@@ -215,11 +327,10 @@ class Stream(Source):
 
     def _pair(self, evs) -> None:
         pend, orph, ops, kinds = self.pending, self.orphans, self.ops, self.kinds
-        unpack, alt, lats, more = self.unpack, self.alt, self.cur.lats, self.more
+        units, lats, more = self.units, self.cur.lats, self.more
+        whos = self.whos
         for ts, off, page in evs:
-            typ, dev, sector, nr, rw = unpack(page, off)
-            if typ in alt:
-                typ, dev, sector, nr, rw = alt[typ](page, off)
+            typ, dev, sector, nr, rw = units[page[off] | page[off + 1] << 8](page, off)
             kind = kinds[typ]
             op = ops.get(rw)
             if op is None:
@@ -245,33 +356,77 @@ class Stream(Source):
                 if kind == REQUEUE:
                     continue
                 if 0 < nr < v[1]:  # partial completion: the rest follows
-                    pend[(dev, sector + nr, op)] = (v[0], v[1] - nr)
+                    pend[(dev, sector + nr, op)] = (v[0], v[1] - nr) + v[2:]
+                    continue
+                if whos:
+                    self._record(ts, dev, op, nr, v[0], v[2])
                     continue
                 lat = ts - v[0]
             elif kind == MERGE:  # a bio merged in front: new start sector
                 v = pend.pop((dev, sector + nr, op), None)
                 if v is not None:
-                    pend[key] = (v[0], v[1] + nr)
+                    if whos:
+                        v[2][3] = sector
+                        v[2][4] += nr
+                    pend[key] = (v[0], v[1] + nr) + v[2:]
                 continue
             else:
+                x = [*whos[typ](page, off), ts if kind == ISSUE else None, sector, nr] \
+                    if whos else None
                 if orph:
                     t = orph.get(key)
                     if t is not None and t >= ts:
                         del orph[key]
+                        if whos:
+                            self._record(t, dev, op, nr, ts, x)
+                            continue
                         lst = lats.get(dev)
                         if lst is None:
                             lst = lats[dev] = []
                         lst.append(t - ts)
                         continue
-                if key not in pend:
-                    pend[key] = (ts, nr)
+                v = pend.get(key)
+                if v is None:
+                    pend[key] = (ts, nr, x) if whos else (ts, nr)
                 elif kind == START:  # an issue after an insert keeps its time
-                    more.setdefault(key, []).append((ts, nr))
+                    more.setdefault(key, []).append((ts, nr, x) if whos else (ts, nr))
+                elif whos:  # the issue of the first one in flight not yet issued
+                    for w in [v] + more.get(key, []):
+                        if w[2][2] is None:
+                            break
+                    else:
+                        w = v   # issued again (after a requeue)
+                    w[2][2] = ts
+                    w[2][4] = max(w[2][4], nr)
                 continue
             lst = lats.get(dev)
             if lst is None:
                 lst = lats[dev] = []
             lst.append(lat)
+
+    def _record(self, ts: int, dev: int, op: int, nr: int, start: int, x: list) -> None:
+        """One I/O completed (who): counted, and kept unless filtered out."""
+        tid = x[0]
+        if self.only is not None and tid not in self.only:
+            return
+        cur = self.cur
+        cur.count += 1
+        issue = x[2]
+        if self.min_ns and ts - (start if self.queued or issue is None else issue) < self.min_ns:
+            return
+        task = self.tasks.get((tid, x[1]))
+        if task is None:
+            task = self._task(tid, x[1])
+        cur.ios.append((ts, dev, x[3], max(x[4], nr) << 9, op, start, issue, tid) + task)
+
+    def _task(self, tid: int, comm: bytes) -> tuple:
+        """(tgid, comm, kernel thread?) of a submitter, looked up once."""
+        if len(self.tasks) > 65536:
+            self.tasks.clear()
+        name = comm.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        t = self.tasks[(tid, comm)] = ((procs.tgid(tid) or tid) if tid else 0, name,
+                                       procs.kthread(tid, name))
+        return t
 
     def rotate(self, final: bool = False) -> Interval:
         """End the interval: pair all the kernel has, start a new one."""
@@ -292,7 +447,10 @@ class Stream(Source):
         return done
 
     def lost(self) -> int:
-        return max(self.reader.lost(), self.reader.flagged_lost)
+        n = max(self.reader.lost(), self.reader.flagged_lost)
+        if self.forks:
+            n += max(self.forks[0].lost(), self.forks[0].flagged_lost)
+        return n
 
 
 class InKernel(Source):
@@ -363,12 +521,18 @@ def numpy_usable() -> bool:
 
 
 def open_source(s, *, queued: bool, devs: Dict[int, str], iotype: Optional[str],
-                kb: int, stream: bool) -> Source:
-    """The best way this kernel offers (``stream``: never in the kernel)."""
-    if not stream and s.features.has("hist") and s.features.has("synthetic"):
+                kb: int, stream: bool, who: bool = False, targets=None,
+                min_ns: int = 0) -> Source:
+    """The best way this kernel offers (``stream``: never in the kernel).
+    Whose I/O it was (``who``, ``targets``) only Stream knows; bio-based
+    devices are streamed."""
+    if who or (targets is not None and targets.filtered):
+        return Stream(s, queued, devs, iotype, kb, who=True, targets=targets,
+                      min_ns=min_ns)
+    if not stream and s.features.has("hist") and s.features.has("synthetic") \
+            and not routes(devs)[1]:
         return InKernel(s, queued, devs, iotype, kb)
     if queued or not numpy_usable():
         return Stream(s, queued, devs, iotype, kb)
     from ftracetools.engines.blockarrays import VecStream
     return VecStream(s, devs, iotype, kb)
-

@@ -10,10 +10,12 @@ from typing import List, Optional
 
 from ftracetools.errors import CommandError, ToolError, UsageError
 
-__all__ = ["PID_MAX", "parse_pid", "state", "alive", "threads", "check_tid", "comm", "tgid", "parse_command", "Command"]
+__all__ = ["PID_MAX", "PF_KTHREAD", "parse_pid", "state", "alive", "threads", "check_tid",
+           "comm", "tgid", "kthread", "parse_command", "Command"]
 
 
 PID_MAX = 1 << 22     # the kernel's limit (pid_max at most)
+PF_KTHREAD = 0x00200000     # include/linux/sched.h: the task is a kernel thread
 
 
 def parse_pid(text: str, option: str = "-p") -> int:
@@ -75,6 +77,18 @@ def tgid(tid: int) -> Optional[int]:
     except OSError:
         return None
     return None
+
+
+def kthread(pid: int, name: str = "") -> bool:
+    """Whether ``pid`` is a kernel thread: PF_KTHREAD in /proc/PID/stat's
+    flags; for a task gone, guessed from its name (``kworker/*`` and the
+    like, or pid 0: interrupt context or the idle task)."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read()
+        return bool(int(data[data.rfind(b")") + 2:].split()[6]) & PF_KTHREAD)
+    except (OSError, ValueError, IndexError):
+        return pid == 0 or name.startswith(("kworker/", "kswapd", "jbd2/", "kthreadd"))
 
 
 def parse_command(cmdline: str) -> List[str]:

@@ -4,7 +4,7 @@ import json
 import sys
 from typing import IO, Any, Dict, Iterable, List, Optional, Sequence
 
-__all__ = ["escape", "json_safe", "json_line", "table", "count_table"]
+__all__ = ["escape", "json_safe", "json_value", "json_line", "table", "count_table"]
 
 # Control characters (C0, DEL, C1) would let a process that names itself
 # with escape sequences drive the user's terminal.
@@ -47,6 +47,12 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
     return obj
+
+
+def json_value(v: Any) -> str:
+    """One value as JSON text, made safe as in ``json_line`` (for tools
+    that write many objects of one shape and format them themselves)."""
+    return json.dumps(json_safe(v), separators=(",", ":"))
 
 
 def json_line(obj: Dict[str, Any], out: Optional[IO[str]] = None) -> None:
