@@ -97,10 +97,20 @@ OWN = {
         (["--perfetto", "/tmp"], "cannot write /tmp: it is a directory"),
     ],
     "iolatency": [
-        (["-d", "5"], "-d 5: no block device '5'"), (["-p", "1"], "-p: no such option"),
+        (["-d", "5"], "-d 5: no block device '5'"), (["--by", "tid"], "--by tid: no such key"),
+        (["-p", "1", "-c", "ls"], "-p and -c exclude each other"),
+        (["-p", "x1"], "-p x1: not a process id"), (["-L", "1"], "-L: no such option"),
         (["0"], "<interval> 0: must be more than 0"), (["1", "-3"], "<count> -3: must be from 1"),
         (["-i", "*w*"], "-i *w*: can never match"), (["-i", "*R;*"], "bad pattern"),
         (["-b", "0"], "-b 0: must be from 1"), (["1", "2", "3"], "'3': unexpected argument"),
+    ],
+    "biosnoop": [
+        (["-d", "5"], "-d 5: no block device '5'"), (["0"], "<duration> 0: must be more than 0"),
+        (["-m", "-1"], "-m -1: must be from 0"), (["-m", "x"], "-m x: not a number of milli"),
+        (["-i", "*w*"], "-i *w*: can never match"), (["-b", "0"], "-b 0: must be from 1"),
+        (["-p", "1", "-c", "ls"], "-p and -c exclude each other"),
+        (["-p", "x1"], "-p x1: not a process id"), (["1", "2"], "'2': unexpected argument"),
+        (["-D"], "-D: no such option"), (["-c", ""], "-c: empty command"),
     ],
     "pagefaults": [
         (["--by", "colour"], "--by colour: no such key"), (["-k", "up"], "-k up: no kind"),
