@@ -45,19 +45,19 @@ class VecStream(Stream):
         # Each buffer one event: starts, completions (and the rare
         # requeues, walked with the odd pages); bio-based devices' events
         # in two more
-        plan = []
+        plan = []   # the completions' buffer, then the starts' (see Stream)
         if req is not None:
             filt = filters.all_of(filters.any_of("dev", req) if req else None,
                                   iotype_filter(iotype))
-            plan += [("", [("block_rq_issue", START)], filt),
-                     ("done", [("block_rq_complete", COMPLETE),
-                               ("block_rq_requeue", REQUEUE)], filt)]
+            plan += [("done", [("block_rq_complete", COMPLETE),
+                               ("block_rq_requeue", REQUEUE)], filt),
+                     ("", [("block_rq_issue", START)], filt)]
         if bio:
             filt = filters.all_of(filters.any_of("dev", bio), iotype_filter(iotype))
-            plan += [("bio", [(BIO_EVENTS[0], START)], filt),
-                     ("biodone", [(BIO_EVENTS[1], COMPLETE)], filt)]
+            plan += [("biodone", [(BIO_EVENTS[1], COMPLETE)], filt),
+                     ("bio", [(BIO_EVENTS[0], START)], filt)]
         for i, (suffix, events, filt) in enumerate(plan):
-            sess = s.sibling(suffix) if i else s
+            sess = s if i == 1 else s.sibling(suffix)
             sess.set("trace_clock", "mono")
             sess.set_buffer_kb(kb)
             for name, kind in events:
@@ -89,7 +89,7 @@ class VecStream(Stream):
         self.tick = 0.25
 
     def wait(self, timeout: float) -> object:
-        return self.readers[1].wait(timeout)   # the (first) completions
+        return self.readers[0].wait(timeout)   # the (first) completions
 
     def live(self) -> None:
         preload("numpy")    # loaded by the first round: tracing is live

@@ -240,21 +240,31 @@ class Stream(Source):
         # NUL into stale bytes: with -i, rwbs is checked again here.
         self.glob = iotype
         self.rw_len = 16 if self.glob else 2
+        self.only: Optional[set] = None        # the tids of -p, -c
+        self.forks = None
+        if targets is not None and targets.filtered:
+            self._follow(s, targets)    # first: no fork missed
+        # Completions are enabled before starts: a start recorded while
+        # its completion was not yet would stay open and close a later
+        # I/O of that sector (a wrong latency and owner); a completion
+        # with no start counts as unmatched instead.
+        bfilt = filters.all_of(filters.any_of("dev", bio), iotype_filter(iotype)) \
+            if bio else None
+        if bio:
+            self._event(s, bfilt, BIO_EVENTS[1], COMPLETE)
         if req is not None:
             start = start_event(s, queued or who)
-            if queued or who:
-                if start == "block_rq_insert" or who:  # direct issues; issue times
-                    self._event(s, filt, "block_rq_issue", ISSUE, who)
-                self._event(s, filters.any_of("dev", req) if req else None,
-                            "block_bio_frontmerge", MERGE)
-            self._event(s, filt, start, START, who)
             self._event(s, filt, "block_rq_complete", COMPLETE)
             if not (queued or who):  # a requeued request is timed from its next issue
                 self._event(s, filt, "block_rq_requeue", REQUEUE)
+            if queued or who:
+                self._event(s, filters.any_of("dev", req) if req else None,
+                            "block_bio_frontmerge", MERGE)
+                if start == "block_rq_insert" or who:  # direct issues; issue times
+                    self._event(s, filt, "block_rq_issue", ISSUE, who)
+            self._event(s, filt, start, START, who)
         if bio:
-            bfilt = filters.all_of(filters.any_of("dev", bio), iotype_filter(iotype))
             self._event(s, bfilt, BIO_EVENTS[0], START, who)
-            self._event(s, bfilt, BIO_EVENTS[1], COMPLETE)
         # each event's own unpack, found by its type (common_type, u16 at 0)
         self.units = {i: struct.Struct(c).unpack_from for i, c in self.codes.items()}
         self.reader = RawReader(s.dir, s.root)
@@ -268,10 +278,6 @@ class Stream(Source):
         self.held: list = []                   # (ns, offset, page) not yet paired
         self.ops: Dict[bytes, int] = {}
         self.tasks: Dict[tuple, tuple] = {}    # (tid, comm) -> (tgid, comm, kthread)
-        self.only: Optional[set] = None        # the tids of -p, -c
-        self.forks = None
-        if targets is not None and targets.filtered:
-            self._follow(s, targets)
         self.lost_seen = 0
         self.cur = Interval()
         self.lost_hint = "enlarge the buffer with -b (now %d KB per CPU)" % kb
@@ -421,7 +427,7 @@ class Stream(Source):
 
     def _task(self, tid: int, comm: bytes) -> tuple:
         """(tgid, comm, kernel thread?) of a submitter, looked up once."""
-        if len(self.tasks) > 65536:
+        if len(self.tasks) > 4096:     # (thousands of short-lived submitters)
             self.tasks.clear()
         name = comm.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
         t = self.tasks[(tid, comm)] = ((procs.tgid(tid) or tid) if tid else 0, name,
