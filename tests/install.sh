@@ -3,7 +3,7 @@
 # The VM tier installs its own (tests/vm/install.sh).
 set -euo pipefail
 need_apt=()
-for pair in "losetup:mount" "fio:fio" "strace:strace" "man:man-db" \
+for pair in "losetup:mount" "fio:fio" "dmsetup:dmsetup" "strace:strace" "man:man-db" \
             "perf:linux-perf" "trace-cmd:trace-cmd" "iolatency-perf:perf-tools-unstable"; do
     cmd=${pair%%:*}; pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")

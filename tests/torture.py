@@ -30,6 +30,7 @@ TOOLS = {
     "schedtrace": (["-C", "0"], ()),
     "pagefaults": (["0.2"], ()),
     "iolatency": (["0.2"], ()),
+    "biosnoop": ([], ()),
     "funccount": (["-i", "0.2", "vfs_read"], ("function",)),
     "funcgraph": (["vfs_read"], ("function_graph",)),
 }

@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import threading
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -112,12 +111,7 @@ def main() -> int:
         return 77
     rows = []
     with TopLevelGuard(), loopdev.LoopDevice(size_mb=256) as dev:
-        def fio():
-            dev.fio("randrw", secs, iodepth=32, extra=["--numjobs=2", "--group_reporting"])
-        base = _io(dev)
-        t0 = time.monotonic()
-        fio()
-        untraced = (_io(dev) - base) / (time.monotonic() - t0)
+        fio, untraced = dev.full_speed(secs)
         for i in range(runs):
             for fn in ((run_ours, run_perf) if i % 2 == 0 else (run_perf, run_ours)):
                 r = fn(dev, secs, fio)

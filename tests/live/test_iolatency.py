@@ -7,6 +7,7 @@ device does no other I/O, so its counters move only with fio.
 
 import json
 import signal
+import time
 from typing import Dict, List
 
 import pytest
@@ -27,16 +28,7 @@ def loop():
 def _traced(dev, args, work, env=None) -> tuple:
     """Run iolatency --json ARGS around work(); return (JSON objects,
     stat delta, stderr)."""
-    r = tooling.start("iolatency", "--json", *args, env=env)
-    try:
-        before = dev.stat()
-        work()
-        dev.settle()
-        after = dev.stat()
-    finally:
-        rc, out, err = r.stop(signal.SIGINT)
-    assert rc == 0, err
-    return [json.loads(l) for l in out.splitlines()], loopdev.delta(before, after), err
+    return loopdev.traced("iolatency", dev, args, work, env)
 
 
 def _sum(objs: List[Dict], key: str) -> float:
@@ -200,6 +192,63 @@ def test_sigterm_ends_with_a_summary(loop):
     rc, out, err = r.stop(signal.SIGTERM)
     assert rc == 0, err
     assert sum(json.loads(l)["count"] for l in out.splitlines()) > 0
+
+
+# -- per process: the task that submitted each I/O ----------------------------------
+
+def _counts_by(objs: List[Dict], key: str) -> Dict:
+    by: Dict = {}
+    for o in objs:
+        if o["count"]:
+            by[o[key]] = by.get(o[key], 0) + o["count"]
+    return by
+
+
+def test_one_histogram_per_process_counts_each_fio(loop, tmp_path):
+    """--by pid: two fio processes on one device at once; each process's
+    histograms count as many I/Os as that fio counted itself, and
+    together what the device completed."""
+    objs, d, err = _traced(loop, ["--by", "pid", "-d", loop.name, "0.5"], lambda: [
+        p.wait(60) for p in [loop.fio_process(str(tmp_path / ("%s.json" % n)))
+                             for n in "ab"]])
+    by = _counts_by(objs, "pid")
+    fios = sorted(loopdev.fio_ios(str(tmp_path / ("%s.json" % n))) for n in "ab")
+    assert sorted(by.values()) == fios and sum(fios) == d["read_ios"] + d["write_ios"], err
+    assert {o["comm"] for o in objs if o["count"]} == {"fio"}
+    assert _sum(objs, "unmatched") + _sum(objs, "lost") == 0
+
+
+def test_pid_filter_counts_only_that_process(loop, tmp_path):
+    """-p: the process given (its I/O thread made after the tool started,
+    followed through its fork) beside another fio: exactly its own count."""
+    a = loop.fio_process(str(tmp_path / "a.json"), extra=["--startdelay=3"])
+    b = loop.fio_process(str(tmp_path / "b.json"), seconds=4)
+    try:
+        r = tooling.start("iolatency", "--json", "-p", str(a.pid), "-d", loop.name, "0.5")
+        assert a.wait(60) == 0
+        rc, out, err = r.wait(30)      # ends with the process
+    finally:
+        b.wait(60)
+    assert rc == 0, err
+    objs = [json.loads(l) for l in out.splitlines()]
+    assert _sum(objs, "count") == loopdev.fio_ios(str(tmp_path / "a.json")) > 1000, err
+    assert "of PID %d" % a.pid in err
+
+
+def test_command_filter_counts_only_its_ios(loop, tmp_path):
+    """-c: the command and its children (fio forks its job) beside another
+    fio: exactly the command's own count; --by comm names it."""
+    other = loop.fio_process(str(tmp_path / "other.json"), seconds=4)
+    try:
+        time.sleep(0.5)
+        cmd = " ".join(loop.fio_argv("randrw", 2, 16, ["--rate_iops=8000"],
+                                     output=str(tmp_path / "cmd.json")))
+        p = tooling.run("iolatency", "--json", "--by", "comm", "-d", loop.name, "-c", cmd)
+    finally:
+        assert other.wait(60) == 0
+    assert p.returncode == 0, p.stderr
+    objs = [json.loads(l) for l in p.stdout.splitlines()]
+    assert _counts_by(objs, "comm") == {"fio": loopdev.fio_ios(str(tmp_path / "cmd.json"))}
 
 
 # -- the in-kernel path (hist triggers, synthetic events): the VM tier -------------

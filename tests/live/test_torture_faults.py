@@ -126,7 +126,8 @@ def test_no_space_for_the_journal(tool, tracefs_root, full_rundir):
 
 # Tools that take -p, and how they run on a PID.
 BY_PID = {"schedtrace": ["-s", "0.2"], "pagefaults": ["0.2"],
-          "funccount": ["-i", "0.2", "vfs_read"], "funcgraph": ["vfs_read"]}
+          "funccount": ["-i", "0.2", "vfs_read"], "funcgraph": ["vfs_read"],
+          "iolatency": ["0.2"], "biosnoop": []}
 
 
 @pytest.mark.parametrize("tool", [p for p in tool_params() if p.values[0] in BY_PID])

@@ -28,7 +28,7 @@ NOT_FUZZED = {"-c", "--perfetto", "--tef", "-h", "--help"}
 
 
 # How to make a run end by itself, per tool.
-ENDING = {"iolatency": ["0.2", "1"]}
+ENDING = {"iolatency": ["0.2", "1"], "biosnoop": ["0.2"]}
 
 
 def tool_options(tool):

@@ -15,6 +15,7 @@ import threading
 
 import pytest
 
+import loopdev
 import tooling
 import torture_stats as stats
 import tracestate
@@ -67,9 +68,46 @@ def test_hostile_process_names(tool, name, tracefs_root):
         check_same(tracefs_root, before, "%s %s" % (tool, args))
 
 
+# a named process reading a block device (O_DIRECT, page-aligned buffer)
+READER = ("import ctypes,mmap,os,random,sys,time\n"
+          "ctypes.CDLL(None).prctl(15, sys.argv[1].encode('latin-1'), 0, 0, 0)\n"
+          "fd=os.open(sys.argv[3], os.O_RDONLY|os.O_DIRECT); buf=mmap.mmap(-1, 4096)\n"
+          "print('named', flush=True)\n"
+          "end=time.time()+float(sys.argv[2])\n"
+          "while time.time()<end:\n"
+          "    os.preadv(fd, [buf], random.randrange(4096)*4096); time.sleep(0.001)\n")
+
+
+@pytest.mark.skipif(loopdev.have_tools() is not None, reason=str(loopdev.have_tools()))
+@pytest.mark.parametrize("name", sorted(NAMES))
+def test_hostile_names_of_block_io_submitters(name, tracefs_root):
+    """biosnoop names the submitter of each I/O: escaped in its lines and
+    kept in JSON, in both modes, never ending the tool."""
+    raw, shown = NAMES[name]
+    with loopdev.LoopDevice(size_mb=16) as dev:
+        for args in (["-d", dev.name, "1"], ["--json", "-d", dev.name, "1"]):
+            before = tracestate.snapshot(tracefs_root)
+            w = subprocess.Popen([sys.executable, "-c", READER, raw, "3", dev.path],
+                                 stdout=subprocess.PIPE, text=True)
+            try:
+                assert w.stdout.readline() == "named\n"
+                p = tooling.run("biosnoop", *args, timeout=60)
+            finally:
+                w.kill()
+                w.wait()
+            stats.add("hostile names")
+            no_traceback(p.stderr, "biosnoop %s" % args)
+            assert p.returncode == 0, (args, p.stderr)
+            assert shown in p.stdout and "\x1b" not in p.stdout and "\x07" not in p.stdout
+            if "--json" in args:
+                comms = {json.loads(l)["comm"] for l in p.stdout.splitlines()}
+                assert len(comms) == 1 and shown in comms.pop(), p.stdout[:300]
+            check_same(tracefs_root, before, "biosnoop %s" % args)
+
+
 @pytest.mark.parametrize("tool,args", [
     ("schedtrace", ["-s", "-d", "0.5"]), ("schedtrace", ["-d", "0.5"]),
-    ("pagefaults", ["-d", "0.5"]), ("iolatency", ["0.3", "1"]),
+    ("pagefaults", ["-d", "0.5"]), ("iolatency", ["0.3", "1"]), ("biosnoop", ["0.5"]),
     ("funccount", ["-d", "0.5", "t:sched:sched_switch"]),
 ])
 def test_a_full_disk_ends_quietly(tool, args, tracefs_root):
