@@ -47,8 +47,8 @@ def stream(glob=None, rw_len=2):
     unpack = struct.Struct(CODE % (16 if glob else rw_len)).unpack_from
     st.units = {i: unpack for i in IDS.values()}
     st.pending, st.orphans, st.held, st.ops, st.more = {}, {}, [], {}, {}
-    st.whos, st.tasks, st.only, st.forks = {}, {}, None, None
-    st.queued, st.min_ns = False, 0
+    st.whos, st.tasks, st.only, st.newtasks, st.tgids = {}, {}, None, None, {}
+    st.queued, st.min_ns, st.requeued = False, 0, None
     st.reader = FakeReader()
     st.lost_seen = 0
     st.cur = iol.Interval()
@@ -333,7 +333,7 @@ def who_stream(queued=False, min_ns=0, only=None):
     st = stream()
     st.whos = {IDS[k]: WHO for k in ("start", "issue")}
     st.queued, st.min_ns, st.only = queued, min_ns, only
-    st.tasks = {}
+    st.tasks, st.requeued = {}, {}
     return st
 
 
@@ -425,6 +425,44 @@ def test_kernel_threads_are_labelled():
     recs = sorted(st.rotate(final=True).ios)
     assert [(r[9], r[10]) for r in recs] == [("kworker/u8:2", True), ("dd", False)]
     assert recs[0][8] == gone   # a task gone: its own id as process
+
+
+def test_a_requeued_request_keeps_its_submitter_and_start():
+    """Requeued, then inserted again by a kernel worker (before 6.5) and
+    issued again: one I/O, its first start, its submitter, its last issue;
+    nothing left open to close a later I/O of that sector."""
+    for queued in (False, True):
+        st = who_stream(queued=queued)
+        feed(st, (100, payload_by("start", 8, 31)), (110, payload_by("issue", 8, 31)),
+             (120, payload("requeue", 8)), (200, payload_by("start", 8, 99, b"kworker/0:1H")),
+             (210, payload_by("issue", 8, 99, b"kworker/0:1H")), (300, payload("complete", 8)),
+             (400, payload_by("start", 8, 32)), (500, payload("complete", 8)))
+        iv = st.rotate(final=True)
+        assert [(r[4], r[5], r[6]) for r in ios(iv)] == [(100, 210, 31), (400, None, 32)]
+        assert not st.pending and not st.more and not st.requeued
+
+
+def test_plain_queued_path_keeps_the_start_of_a_requeued_request():
+    st = stream()
+    st.requeued = {}
+    feed(st, (100, payload("start", 8)), (120, payload("requeue", 8)),
+         (200, payload("start", 8)), (300, payload("complete", 8)))
+    assert lats(st.rotate(final=True)) == [200] and not st.pending
+
+
+def test_a_threads_process_is_its_parents_even_once_gone():
+    """From the tasks made while tracing: a thread (CLONE_THREAD) is its
+    creator's process's, a child process its own; -p/-c's children are
+    theirs. (Ids beyond pid_max: /proc knows none of them.)"""
+    st = who_stream(only={5000001})
+    st.tgids = {5000001: 5000001}
+    st.born([(5000001, 5000002, iol.CLONE_THREAD | 0x100), (5000002, 5000003, 0x11),
+             (5000003, 5000004, iol.CLONE_THREAD), (7, 5000005, 0)])
+    assert [st._tgid(t) for t in (5000002, 5000003, 5000004, 5000005)] == \
+        [5000001, 5000003, 5000003, 5000005]
+    assert st.only == {5000001, 5000002, 5000003, 5000004}
+    feed(st, (100, payload_by("start", 8, 5000004)), (200, payload("complete", 8)))
+    assert [r[8] for r in st.rotate(final=True).ios] == [5000003]
 
 
 # -- which devices take which events ---------------------------------------------

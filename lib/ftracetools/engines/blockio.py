@@ -55,7 +55,8 @@ START, COMPLETE, MERGE, ISSUE, REQUEUE = range(5)
 FIELDS = ("common_type", "dev", "sector", "nr_sector", "rwbs")
 WHO = ("common_pid", "comm")
 BIO_EVENTS = ("block_bio_queue", "block_bio_complete")
-FORK_KB = 256          # per CPU, for the forks of -p/-c's processes
+TASKS_KB = 256         # per CPU, for the tasks made while tracing (task_newtask)
+CLONE_THREAD = 0x00010000
 
 
 def parse_devices(names: List[str], duration: str = "INTERVAL COUNT (1 %s)") -> Dict[int, str]:
@@ -215,10 +216,16 @@ class Stream(Source):
 
     ``who``: each I/O is kept as a record (``Interval.ios``) with the task
     that submitted it, its queue and service times; ``targets`` (-p, -c)
-    keeps only the I/Os of those processes (their forks are followed in
-    an instance of their own, with the kernel's event-fork); ``min_ns``
-    keeps only the I/Os at least that slow (from issue, or from the start
-    with ``queued``), counting the others.
+    keeps only the I/Os of those processes; ``min_ns`` keeps only the I/Os
+    at least that slow (from issue, or from the start with ``queued``),
+    counting the others. The tasks made while tracing are recorded
+    (task:task_newtask, in an instance of its own): a thread's process is
+    known from its parent and CLONE_THREAD even once it has exited (/proc
+    serves the tasks that were there before), and -p/-c's processes are
+    followed into every thread and child they make.
+
+    A requeued request keeps its start and submitter (with ``queued`` or
+    ``who``): its next insert or issue takes it back.
     """
 
     what = ""
@@ -241,9 +248,12 @@ class Stream(Source):
         self.glob = iotype
         self.rw_len = 16 if self.glob else 2
         self.only: Optional[set] = None        # the tids of -p, -c
-        self.forks = None
+        self.tgids: Dict[int, int] = {}        # tid -> its process
+        self.newtasks = None
+        if who:
+            self._tasks_made(s)         # first: no task missed
         if targets is not None and targets.filtered:
-            self._follow(s, targets)    # first: no fork missed
+            self.only = set(targets.tids())     # (-c: the command, stopped)
         # Completions are enabled before starts: a start recorded while
         # its completion was not yet would stay open and close a later
         # I/O of that sector (a wrong latency and owner); a completion
@@ -255,8 +265,7 @@ class Stream(Source):
         if req is not None:
             start = start_event(s, queued or who)
             self._event(s, filt, "block_rq_complete", COMPLETE)
-            if not (queued or who):  # a requeued request is timed from its next issue
-                self._event(s, filt, "block_rq_requeue", REQUEUE)
+            self._event(s, filt, "block_rq_requeue", REQUEUE)
             if queued or who:
                 self._event(s, filters.any_of("dev", req) if req else None,
                             "block_bio_frontmerge", MERGE)
@@ -275,6 +284,8 @@ class Stream(Source):
         self.pending: Dict[tuple, tuple] = {}
         self.orphans: Dict[tuple, int] = {}    # (dev, sector, op) -> completion ns
         self.more: Dict[tuple, list] = {}      # key -> [(ns, nr)]: same sector in flight again
+        # requeued requests (queued, who): key -> its pending entry
+        self.requeued: Optional[Dict[tuple, tuple]] = {} if queued or who else None
         self.held: list = []                   # (ns, offset, page) not yet paired
         self.ops: Dict[bytes, int] = {}
         self.tasks: Dict[tuple, tuple] = {}    # (tid, comm) -> (tgid, comm, kthread)
@@ -291,20 +302,34 @@ class Stream(Source):
         self.kinds[fmt.id] = kind
         return fmt.id
 
-    def _follow(self, s, targets) -> None:
-        """The processes of -p, -c and every thread and child they make:
-        the kernel's PID list (event-fork) on an instance that records
-        their forks."""
-        fs = s.sibling("forks")
-        fs.set("trace_clock", "mono")
-        fs.set_buffer_kb(FORK_KB)
-        targets.arm(fs)
-        fs.enable_event("sched", "sched_process_fork")
-        fmt = EventFormat.load(s.root, "sched", "sched_process_fork")
-        r = RawReader(fs.dir, fs.root)
+    def _tasks_made(self, s) -> None:
+        """Record every task made from now on (parent, child, flags)."""
+        ts_ = s.sibling("tasks")
+        ts_.set("trace_clock", "mono")
+        ts_.set_buffer_kb(TASKS_KB)
+        ts_.enable_event("task", "task_newtask")
+        fmt = EventFormat.load(s.root, "task", "task_newtask")
+        r = RawReader(ts_.dir, ts_.root)
         s.own(r)
-        self.forks = (r, fmt.id, fmt.decoder(["child_pid"]))
-        self.only = set(targets.tids())
+        self.newtasks = (r, fmt.id, fmt.decoder(["common_pid", "pid", "clone_flags"]))
+
+    def born(self, made) -> None:
+        """Tasks made, in time order, as (parent tid, child tid, clone
+        flags): a thread is its parent's process's, anything else its own;
+        a child of -p/-c's is theirs."""
+        tgids, only = self.tgids, self.only
+        if len(tgids) > 8192:   # (the tasks of thousands of short-lived processes)
+            tgids.clear()
+        for parent, child, flags in made:
+            tgids[child] = self._tgid(parent) if flags & CLONE_THREAD else child
+            if only is not None and parent in only:
+                only.add(child)
+
+    def _tgid(self, tid: int) -> int:
+        t = self.tgids.get(tid)
+        if t is None:
+            t = self.tgids[tid] = (procs.tgid(tid) or tid) if tid else 0
+        return t
 
     def wait(self, timeout: float) -> object:
         return self.reader.wait(timeout)
@@ -312,12 +337,13 @@ class Stream(Source):
     def drain(self, upto: int = 0) -> None:
         r = self.reader
         limit = upto or time.monotonic_ns() - HOLD_NS
-        if self.forks:  # before the I/Os: a child forks before it submits
-            fr, fid, child = self.forks
+        if self.newtasks:  # before the I/Os: a task is made before it submits
+            nr, nid, dec = self.newtasks
             out: list = []
-            for cpu, page in fr.drain_pages():
-                fr.note_lost(parse_page(page, cpu, fr.layout, out))
-            self.only.update(child(e[3])[0] for e in out if e[2] == fid)
+            for cpu, page in nr.drain_pages():
+                nr.note_lost(parse_page(page, cpu, nr.layout, out))
+            out.sort(key=lambda e: e[0])
+            self.born(dec(e[3]) for e in out if e[2] == nid)
         evs = self.held
         for _cpu, page in r.drain_pages():
             r.note_lost(self.offsets(page, r.layout, evs))
@@ -360,6 +386,8 @@ class Stream(Source):
                     if not nxt:
                         del more[key]
                 if kind == REQUEUE:
+                    if self.requeued is not None:   # it comes back: the same I/O
+                        self.requeued[key] = v
                     continue
                 if 0 < nr < v[1]:  # partial completion: the rest follows
                     pend[(dev, sector + nr, op)] = (v[0], v[1] - nr) + v[2:]
@@ -391,6 +419,14 @@ class Stream(Source):
                             lst = lats[dev] = []
                         lst.append(t - ts)
                         continue
+                if self.requeued and key in self.requeued:   # back from a requeue
+                    v = self.requeued.pop(key)
+                    if key in pend:
+                        more.setdefault(key, []).insert(0, pend[key])
+                    pend[key] = v
+                    if whos and kind == ISSUE:
+                        v[2][2] = ts
+                    continue
                 v = pend.get(key)
                 if v is None:
                     pend[key] = (ts, nr, x) if whos else (ts, nr)
@@ -430,8 +466,7 @@ class Stream(Source):
         if len(self.tasks) > 4096:     # (thousands of short-lived submitters)
             self.tasks.clear()
         name = comm.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-        t = self.tasks[(tid, comm)] = ((procs.tgid(tid) or tid) if tid else 0, name,
-                                       procs.kthread(tid, name))
+        t = self.tasks[(tid, comm)] = (self._tgid(tid), name, procs.kthread(tid, name))
         return t
 
     def rotate(self, final: bool = False) -> Interval:
@@ -450,12 +485,14 @@ class Stream(Source):
             old = now - PURGE_NS
             self.pending = {k: v for k, v in self.pending.items() if v[0] > old}
             self.more = {}
+        if self.requeued and len(self.requeued) > 4096:
+            self.requeued = {}
         return done
 
     def lost(self) -> int:
         n = max(self.reader.lost(), self.reader.flagged_lost)
-        if self.forks:
-            n += max(self.forks[0].lost(), self.forks[0].flagged_lost)
+        if self.newtasks:
+            n += max(self.newtasks[0].lost(), self.newtasks[0].flagged_lost)
         return n
 
 
