@@ -20,7 +20,7 @@ __all__ = ["TIERS", "tier", "check"]
 
 # tier -> {"skips": {test id: the start of the reason}, "min_run": N}
 TIERS: Dict[str, Dict] = {
-    "unit": {"skips": {}, "min_run": 465},
+    "unit": {"skips": {}, "min_run": 469},
     # the development and CI host: function tracing forbidden (EPERM), no
     # kprobes, fprobes, hist triggers or function profiler, no
     # device-mapper (the bio-based device of biosnoop's and iolatency's dm
@@ -134,7 +134,7 @@ TIERS: Dict[str, Dict] = {
             "needs kprobes",
     }},
     # Debian 12's 6.1: no fprobes (6.5+), no function profiler
-    "vm 6.1": {"min_run": 56, "skips": {
+    "vm 6.1": {"min_run": 55, "skips": {
         "tests/live/test_funccount.py::test_cpu_filter_on_pinned_workloads[fprobe-hist]":
             "needs fprobes",
         "tests/live/test_funccount.py::test_exact_count_of_a_process[fprobe-hist]":
@@ -143,7 +143,7 @@ TIERS: Dict[str, Dict] = {
             "needs function_profiler",
     }},
     # Debian 12's 6.12: no function profiler (CONFIG_FUNCTION_PROFILER off)
-    "vm 6.12": {"min_run": 58, "skips": {
+    "vm 6.12": {"min_run": 57, "skips": {
         "tests/live/test_funccount.py::test_exact_count_unfiltered[profiler]":
             "needs function_profiler",
     }},

@@ -99,24 +99,24 @@ def test_queued_latency_matches_kernel_ticks(loop):
     assert all(o["latency_ns"] == o["queue_ns"] + o["service_ns"] for o in objs)
 
 
-@pytest.mark.vm   # (before 6.5: block_rq_insert, or the issue of a direct issue)
 def test_each_process_is_credited_with_its_own_ios(loop, tmp_path):
     """Two fio processes on one device at once: the lines of each PID are
     as many as that fio counted itself."""
-    r = tooling.start("biosnoop", "--json", "-d", loop.name)
-    try:
-        procs = {n: loop.fio_process(str(tmp_path / (n + ".json"))) for n in "ab"}
+    def work():
+        procs.update({n: loop.fio_process(str(tmp_path / (n + ".json"))) for n in "ab"})
         for p in procs.values():
             assert p.wait(60) == 0
-    finally:
-        rc, out, err = r.stop(signal.SIGINT)
-    assert rc == 0, err
-    by = {}
-    for o in map(json.loads, out.splitlines()):
+    procs = {}
+    objs, d, err = traced(loop, ["-d", loop.name], work)
+    by, who = {}, {}
+    for o in objs:
         by[o["pid"]] = by.get(o["pid"], 0) + 1
+        k = (o["pid"], o["tid"], o["comm"], o["kthread"], o["type"])
+        who[k] = who.get(k, 0) + 1
     want = {p.pid: loopdev.fio_ios(str(tmp_path / (n + ".json"))) for n, p in procs.items()}
-    assert by == want, err
-    assert summary(err)[2] == 0
+    others = {k: n for k, n in who.items() if k[0] not in want}
+    assert by == want, (err, others, ios(d), sum(want.values()))
+    assert len(objs) == ios(d) and summary(err)[2] == 0
 
 
 def test_the_command_and_its_children_only(loop, tmp_path):

@@ -473,3 +473,33 @@ def test_routes_send_bio_based_devices_to_the_bio_events(monkeypatch):
     assert iol.routes({2: "dm-0"}) == (None, {2: "dm-0"})
     assert "block_bio_queue to block_bio_complete" in iol.describe({2: "dm-0"})
     assert iol.describe({}) == ""
+
+
+def test_which_path_serves_which_run(monkeypatch):
+    """The kernel pairs (hist triggers) only request devices, without
+    attribution; whose I/O it was, only Stream knows; bio-based devices
+    stream."""
+    pytest.importorskip("numpy")
+    from ftracetools.engines import blockarrays
+    made = []
+    for cls in ("InKernel", "Stream"):
+        monkeypatch.setattr(iol, cls, lambda *a, _c=cls, **k: made.append((_c, k.get("who"))))
+    monkeypatch.setattr(blockarrays, "VecStream", lambda *a, **k: made.append(("VecStream", None)))
+    monkeypatch.setattr(iol, "bio_based", lambda name: name.startswith("dm-"))
+    monkeypatch.setattr(iol.switches, "get", lambda name: None)
+
+    class Feat:
+        def has(self, what):
+            return True
+
+    class Targets:
+        filtered = True
+    s = type("S", (), {"features": Feat()})()
+    kw = dict(queued=False, iotype=None, kb=64, stream=False)
+    iol.open_source(s, devs={1: "vda"}, **kw)
+    iol.open_source(s, devs={2: "dm-0"}, **kw)
+    iol.open_source(s, devs={1: "vda"}, who=True, **kw)
+    iol.open_source(s, devs={}, targets=Targets(), **kw)
+    iol.open_source(s, devs={1: "vda"}, **dict(kw, stream=True))
+    assert made == [("InKernel", None), ("VecStream", None), ("Stream", True),
+                    ("Stream", True), ("VecStream", None)]
