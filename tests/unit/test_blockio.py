@@ -471,6 +471,7 @@ def test_routes_send_bio_based_devices_to_the_bio_events(monkeypatch):
     monkeypatch.setattr(iol, "bio_based", lambda name: name.startswith("dm-"))
     assert iol.routes({1: "vda", 2: "dm-0"}) == ({1: "vda"}, {2: "dm-0"})
     assert iol.routes({2: "dm-0"}) == (None, {2: "dm-0"})
+    assert iol.routes({}) == ({}, {})   # without -d: the disks only
     assert "block_bio_queue to block_bio_complete" in iol.describe({2: "dm-0"})
     assert iol.describe({}) == ""
 

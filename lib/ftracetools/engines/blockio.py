@@ -15,7 +15,7 @@ Three ways, best first, chosen by ``open_source``:
 Request-based devices (disks, loop, nvme) are timed from their request
 events; bio-based ones (device-mapper, md, zram), which have none, from
 ``block_bio_queue`` to ``block_bio_complete``, keyed alike by (dev,
-sector, direction) (``routes``).
+sector, direction) (``routes``), when named with ``-d``.
 
 The task that issued an I/O is the one current at its submission: the
 start event (``block_io_start``, or ``block_rq_insert`` on kernels before
@@ -88,27 +88,15 @@ def bio_based(name: str) -> bool:
             and not os.path.isdir(sysd + "/mq"))
 
 
-def _sectors(name: str) -> int:
-    try:
-        with open("/sys/class/block/%s/size" % name) as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return 0
-
-
 def routes(devs: Dict[int, str]) -> Tuple[Optional[Dict[int, str]], Dict[int, str]]:
     """Which devices are timed from which events: (request devices, {}
     for all of them, None for none; bio-based devices). Without ``-d``:
-    every request device, and the bio-based ones that have a size now."""
-    if devs:
-        bio = {d: n for d, n in devs.items() if bio_based(n)}
-        req = {d: n for d, n in devs.items() if d not in bio}
-        return (req or None), bio
-    bio = {}
-    for name, mm in devices.block_devices().items():
-        if bio_based(name) and _sectors(name) > 0:
-            bio[devices.kernel_dev(*mm)] = name
-    return {}, bio
+    every request device (the disks, as perf-tools and bcc see them),
+    none of the bio-based ones, whose I/O is also that of the devices
+    below them: they are timed when named."""
+    bio = {d: n for d, n in devs.items() if bio_based(n)}
+    req = {d: n for d, n in devs.items() if d not in bio}
+    return (req or None) if devs else {}, bio
 
 
 def describe(bio: Dict[int, str]) -> str:
