@@ -55,6 +55,27 @@ Totals:
     Dropped: 0
 """
 
+# 6.5+: a hist on a synthetic event keyed on its stack field (unsigned
+# long[]): the key is printed "stack.stacktrace" and the first frame follows
+SYNTH_STACKS = """# event histogram
+#
+# trigger info: hist:keys=pid,stack.stacktrace:vals=hitcount,delta:sort=pid:size=32768 [active]
+#
+
+{ pid:        808, stack.stacktrace         __schedule+0x2ee/0x8b0
+         schedule+0x5e/0xd0
+         do_nanosleep+0x6b/0x170 [foo]
+ } hitcount:          3  delta:    3000123
+{ pid:          9, stack.stacktrace         __schedule+0x2ee/0x8b0
+         schedule+0x5e/0xd0
+ } hitcount:          1  delta:         17
+
+Totals:
+    Hits: 4
+    Entries: 2
+    Dropped: 1
+"""
+
 CPUS = """# event histogram
 #
 # trigger info: hist:keys=common_cpu:vals=hitcount:sort=hitcount:size=2048 [active]
@@ -84,6 +105,16 @@ def test_stack_keys_span_lines():
     assert t.entries[0][0]["stacktrace"].splitlines() == [
         "__schedule+0x2ee/0x8b0", "schedule+0x5e/0xd0", "do_nanosleep+0x6b/0x170"]
     assert t.entries[1][1] == {"hitcount": 1, "delta": 500}
+
+
+def test_a_synthetic_stack_field_as_key():
+    (t,) = triggers.parse_hist(SYNTH_STACKS)
+    (k1, v1), (k2, v2) = t.entries
+    assert k1["pid"] == "808" and v1 == {"hitcount": 3, "delta": 3000123}
+    assert k1["stack.stacktrace"].splitlines() == [
+        "__schedule+0x2ee/0x8b0", "schedule+0x5e/0xd0", "do_nanosleep+0x6b/0x170 [foo]"]
+    assert k2 == {"pid": "9", "stack.stacktrace": "__schedule+0x2ee/0x8b0\nschedule+0x5e/0xd0"}
+    assert (t.hits, t.dropped) == (4, 1)
 
 
 def test_cpu_keys_and_nothing():

@@ -37,7 +37,7 @@ from ftracetools.ring.source import Source
 
 __all__ = ["STATE_WORDS", "parse_states", "States", "Task", "Tracker", "Hists",
            "KernelHist", "state_filter", "Books", "Events", "Timeline", "cstr",
-           "proc_comm", "buffer_kb"]
+           "proc_comm", "buffer_kb", "next_comm"]
 
 BUFFER_KB = 16384   # per CPU: over a second of the busiest switch rate here,
 BUFFER_TOTAL_KB = 262144    # ... but no more than this on big machines
@@ -71,6 +71,19 @@ def cstr(b: bytes) -> str:
 
 def proc_comm(pid: int) -> str:
     return "swapper" if pid == 0 else procs.comm(pid)
+
+
+def next_comm(fmt: EventFormat, raw: Dict[int, bytes], comm: Dict[int, str]) -> Callable:
+    """``name(payload, next_pid)`` for sched_switch: keeps ``comm[next_pid]``,
+    decoding next_comm only when its bytes (kept in ``raw``) change."""
+    noff = fmt.field("next_comm").offset
+
+    def name(p, pid: int) -> None:
+        b = bytes(p[noff:noff + 16])
+        if raw.get(pid) != b:
+            raw[pid] = b
+            comm[pid] = cstr(b)
+    return name
 
 
 class States:
@@ -153,6 +166,9 @@ class Tracker:
         # cut short, so on_slice hears of it only with partial_slices.
         self.start, self.partial_slices = start, False
         self.on_slice, self.on_wait = on_slice, on_wait
+        # on_off(pid, switch-out ts, end ts, prev_state): a sleep ended (at
+        # its wakeup, or at the switch-in when no wakeup was seen)
+        self.on_off = None
         self.since = {}     # tid -> (switch-in ts, cpu)
         self.ready = {}     # tid -> runnable since
         self.off = {}       # tid -> (switch-out ts, state letters)
@@ -252,6 +268,8 @@ class Tracker:
     def _off(self, t: Task, o, ts) -> None:
         k = self.states.letters(o[1])
         t.off[k] = t.off.get(k, 0) + ts - o[0]
+        if self.on_off:
+            self.on_off(t.pid, o[0], ts, o[1])
 
     def runtime(self, ts, pid, delta) -> None:
         """One sched_stat_runtime: ``delta`` ns more run time for ``pid``."""
@@ -639,15 +657,12 @@ class Books(_Sched):
             ws.set("trace_clock", "mono")
             ws.set_buffer_kb(kb)
         dec = self.fmt["sched_switch"].decoder(["prev_pid", "prev_state", "next_pid"])
-        noff = self.fmt["sched_switch"].field("next_comm").offset
-        switch, comm, raw = tr.switch, tr.comm, self.comm_raw
+        switch, raw = tr.switch, self.comm_raw
+        name = next_comm(self.fmt["sched_switch"], raw, tr.comm)
 
         def on_switch(ts, cpu, p):
             pp, st, np_ = dec(p)
-            b = bytes(p[noff:noff + 16])
-            if raw.get(np_) != b:
-                raw[np_] = b
-                comm[np_] = cstr(b)
+            name(p, np_)
             switch(ts, cpu, pp, st, np_)
         self.enable(s, "sched_switch", self.cpu_filter("cpu"), on_switch)
         self.follow_wakeups(ws)

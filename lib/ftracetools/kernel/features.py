@@ -25,6 +25,7 @@ FEATURES = (
     "fprobes",                  # f: probes in dynamic_events (6.5+)
     "hist",                     # hist triggers
     "synthetic",                # synthetic events
+    "hist_stacktrace",          # a kernel stack kept in a hist variable (6.5+)
     "raw_buffers",              # per_cpu/cpuN/trace_pipe_raw
 )
 
@@ -117,6 +118,16 @@ class Features:
             if os.path.exists(p("synthetic_events")):
                 return None
             return "no synthetic events (CONFIG_SYNTH_EVENTS)"
+        if feature == "hist_stacktrace":
+            # 6.5+: common_stacktrace (was "stacktrace") can be saved in a
+            # variable and passed to a synthetic event's unsigned long[]
+            # field; the README says so in the hist trigger's help
+            r = self.why_not("hist") or self.why_not("synthetic")
+            if r:
+                return r
+            if "common_stacktrace" in (tracefs.read_opt(p("README")) or ""):
+                return None
+            return "hist triggers cannot keep a stack in a variable (kernel 6.5+)"
         raise ValueError("unknown feature %r" % feature)
 
 

@@ -31,7 +31,9 @@ from ftracetools.kernel import tracefs
 __all__ = ["Table", "parse_hist", "read_hist", "name", "if_clause", "KernelLatency"]
 
 _VAL = re.compile(r"([\w.]+):\s*(-?\d+)")
-_KEY = re.compile(r"(?:^|,\s+)([A-Za-z_][\w.]*):")
+# a key is "name:"; a stack field of a synthetic event prints as
+# "NAME.stacktrace" with its first frame on the same line, no colon
+_KEY = re.compile(r"(?:^|,\s+)([A-Za-z_][\w.]*)(?::|(?<=\.stacktrace)(?=\s))")
 
 
 class Table(NamedTuple):
@@ -43,7 +45,9 @@ class Table(NamedTuple):
 
 def _key(text: str) -> Dict[str, str]:
     """``pid:   12, lat:  5`` -> {"pid": "12", "lat": "5"}; a stack key
-    (``stacktrace:`` then one frame a line) -> its frames, one a line."""
+    (``stacktrace:`` then one frame a line; a synthetic event's stack
+    field: ``stack.stacktrace  FRAME`` then one frame a line) -> its
+    frames, one a line."""
     out: Dict[str, str] = {}
     marks = list(_KEY.finditer(text))
     for i, m in enumerate(marks):
