@@ -14,7 +14,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOLS = sorted(t for t in os.listdir(os.path.join(REPO, "bin")) if not t.startswith("."))
 # tools with process targets (-p -L -c -C)
-TARGETED = ("funccount", "funcgraph", "pagefaults", "schedtrace")
+TARGETED = ("funccount", "funcgraph", "offcputime", "pagefaults", "schedtrace")
 # a pattern for those that need one
 NEED = {"funccount": ["vfs_read"], "funcgraph": ["vfs_read"]}
 
@@ -95,6 +95,14 @@ OWN = {
         (["-s", "-t", "-1"], "-t -1: must be from 1"), (["-w", "-s"], "-w and -s exclude each other"),
         (["--perfetto", "/nonexistent/dir/x.json"], "cannot write /nonexistent/dir/x.json"),
         (["--perfetto", "/tmp"], "cannot write /tmp: it is a directory"),
+    ],
+    "offcputime": [
+        (["--state", "R"], "--state R: R is no sleep"), (["--state", "S,Z"], "--state S,Z: Z is no"),
+        (["--state", "Q"], "--state Q: not"), (["--by", "pid"], "--by pid: no such key"),
+        (["-m", "x"], "-m x: not a whole number of microseconds"),
+        (["-m", "10", "-M", "5"], "-m 10: more than -M 5"), (["-t", "0"], "-t 0: must be from 1"),
+        (["--json", "--folded"], "--json and --folded exclude"), (["0"], "<interval> 0: must be"),
+        (["1", "2", "3"], "'3': unexpected argument"), (["-b", "0"], "-b 0: must be from 1"),
     ],
     "iolatency": [
         (["-d", "5"], "-d 5: no block device '5'"), (["--by", "tid"], "--by tid: no such key"),
