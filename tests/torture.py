@@ -28,6 +28,7 @@ TRIALS = int(os.environ.get("FTT_TORTURE_TRIALS", "3"))
 # that runs until signalled), and what the kernel must offer for it.
 TOOLS = {
     "schedtrace": (["-C", "0"], ()),
+    "offcputime": (["0.2"], ()),
     "pagefaults": (["0.2"], ()),
     "iolatency": (["0.2"], ()),
     "biosnoop": ([], ()),

@@ -6,7 +6,7 @@ terminal (SIGINT to the whole process group) still gives the last report,
 every time.
 
 The tools that run on every kernel carry it: pagefaults, schedtrace -s,
-funccount on a tracepoint (function tracing may be forbidden).
+offcputime, funccount on a tracepoint (function tracing may be forbidden).
 """
 
 import json
@@ -24,6 +24,7 @@ import tooling
 TOOLS = {
     "pagefaults": [],
     "schedtrace": ["-s"],
+    "offcputime": [],
     "funccount": ["t:syscalls:sys_enter_getppid"],
 }
 PARAMS = sorted(TOOLS)

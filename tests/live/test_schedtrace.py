@@ -102,6 +102,21 @@ def settled(pid: int, timeout: float = 10) -> Dict[str, int]:
     raise AssertionError("task %d did not settle" % pid)
 
 
+def around(w, tool: str, *args: str, env=None):
+    """Start ``tool args`` while the workload ``w`` (a Popen printing
+    "ready", then waiting for "go") waits; let it run to "done", both
+    times settled; stop the tool. Returns (the kernel's deltas of w, rc,
+    out, err)."""
+    t = tooling.start(tool, *args, env=env)
+    before = settled(w.pid)
+    w.stdin.write("go\n")
+    w.stdin.flush()
+    assert w.stdout.readline() == "done\n"
+    after = settled(w.pid)
+    rc, out, err = t.stop(signal.SIGINT)
+    return {k: after[k] - before[k] for k in before}, rc, out, err
+
+
 class Workload:
     def __init__(self, n: int = ROUNDS) -> None:
         self.p = subprocess.Popen([sys.executable, __file__, "pingpong", str(n)],
@@ -238,19 +253,12 @@ def test_run_time_is_the_kernels(spin, n) -> None:
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert w.stdout.readline() == "ready\n"
-        t = tooling.start("schedtrace", "-s", "--json", "-p", str(w.pid))
-        before = settled(w.pid)
-        w.stdin.write("go\n")
-        w.stdin.flush()
-        assert w.stdout.readline() == "done\n"
-        after = settled(w.pid)
-        rc, out, err = t.stop(signal.SIGINT)
+        k, rc, out, err = around(w, "schedtrace", "-s", "--json", "-p", str(w.pid))
     finally:
         w.kill()
         w.wait()
     assert rc == 0, err
     task = [x for x in json.loads(out.splitlines()[-1])["tasks"] if x["pid"] == w.pid][0]
-    k = {key: after[key] - before[key] for key in before}
     # (a 10 us sleep may end before its task blocks: fewer runs than
     # rounds, one in twenty under the guests' emulation)
     assert k["runs"] >= n // 2
@@ -320,19 +328,13 @@ def test_cpu_filter_excludes_other_cpus() -> None:
                              text=True)
         try:
             assert w.stdout.readline() == "ready\n"
-            t = tooling.start("schedtrace", "-s", "--json", "-C", str(c))
-            before = settled(w.pid)
-            w.stdin.write("go\n")
-            w.stdin.flush()
-            assert w.stdout.readline() == "done\n"
-            after = settled(w.pid)
-            rc, out, err = t.stop(signal.SIGINT)
+            k, rc, out, err = around(w, "schedtrace", "-s", "--json", "-C", str(c))
         finally:
             w.kill()
             w.wait()
         assert rc == 0, err
         tasks = {x["pid"]: x for x in json.loads(out.splitlines()[-1])["tasks"]}
-        got[c] = (tasks.get(w.pid), {k: after[k] - before[k] for k in before})
+        got[c] = (tasks.get(w.pid), k)
     elsewhere, _ = got[cpus[1]]
     assert elsewhere is None or elsewhere["run_ns"] == 0, got
     there, k = got[cpus[0]]

@@ -125,7 +125,7 @@ def test_no_space_for_the_journal(tool, tracefs_root, full_rundir):
 
 
 # Tools that take -p, and how they run on a PID.
-BY_PID = {"schedtrace": ["-s", "0.2"], "pagefaults": ["0.2"],
+BY_PID = {"schedtrace": ["-s", "0.2"], "pagefaults": ["0.2"], "offcputime": ["0.2"],
           "funccount": ["-i", "0.2", "vfs_read"], "funcgraph": ["vfs_read"],
           "iolatency": ["0.2"], "biosnoop": []}
 

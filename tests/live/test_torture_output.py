@@ -24,6 +24,8 @@ from torture import check_same, no_traceback
 # (how each tool runs briefly, system-wide)
 BRIEF = {"schedtrace": [["-d", "1"], ["-s", "-d", "1"], ["-s", "-d", "1", "--json"],
                         ["-d", "1", "--json"]],
+         "offcputime": [["-d", "1"], ["-d", "1", "--json"], ["-d", "1", "--folded"],
+                        ["-d", "1", "--by", "comm"]],
          "pagefaults": [["-d", "1"], ["-d", "1", "--json"], ["-d", "1", "-e"],
                         ["-d", "1", "-e", "--json"], ["-d", "1", "--by", "mapping"]]}
 # (--by mapping shows no process names: it must only survive them)

@@ -34,6 +34,7 @@ RSS_GROWTH_KB = 8192
 
 
 SOAK = {"schedtrace": ["-s", "--json", "1"], "pagefaults": ["--json", "1"],
+        "offcputime": ["--json", "1"],
         "iolatency": ["--json", "1"]}
 
 
