@@ -75,9 +75,9 @@ def run_untraced(loops: int):
     return t, ctxt() - c0, 0, 0.0
 
 
-def start_schedtrace(args, out=subprocess.DEVNULL):
+def start_schedtrace(args, out=subprocess.DEVNULL, tool=TOOL):
     err = tempfile.TemporaryFile(mode="w+")
-    p = subprocess.Popen([sys.executable, TOOL] + args, stdout=out, stderr=err)
+    p = subprocess.Popen([sys.executable, tool] + args, stdout=out, stderr=err)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         err.seek(0)
@@ -87,8 +87,8 @@ def start_schedtrace(args, out=subprocess.DEVNULL):
     return p, err
 
 
-def run_schedtrace(loops: int, args):
-    p, err = start_schedtrace(args)
+def run_schedtrace(loops: int, args, tool=TOOL):
+    p, err = start_schedtrace(args, tool=tool)
     c0 = ctxt()
     t = workload(loops)
     c1 = ctxt()
@@ -98,14 +98,17 @@ def run_schedtrace(loops: int, args):
     text = err.read()
     lost = sum(int(n) for n in re.findall(r"(\d+) events lost", text))
     if p.returncode != 0:
-        raise SystemExit("schedtrace failed: %s" % text)
+        raise SystemExit("%s failed: %s" % (os.path.basename(tool), text))
     return t, c1 - c0, lost, cpu
 
 
-def run_perf(loops: int):
+def run_perf(loops: int, callchains: bool = False):
+    """perf sched record -a (-g: with call chains) during the workload, then
+    perf sched timehist (-g) over the file; the CPU of both."""
+    g = ["-g"] if callchains else []
     with tempfile.TemporaryDirectory() as d:
         data = os.path.join(d, "perf.data")
-        p = subprocess.Popen([PERF, "sched", "record", "-a", "-o", data],
+        p = subprocess.Popen([PERF, "sched", "record", "-a"] + g + ["-o", data],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(1.0)     # perf prints nothing when it is ready
         c0 = ctxt()
@@ -114,7 +117,7 @@ def run_perf(loops: int):
         p.send_signal(signal.SIGINT)
         cpu = wait_cpu(p)
         rec_err = p.stderr.read()
-        q = subprocess.Popen([PERF, "sched", "timehist", "-i", data],
+        q = subprocess.Popen([PERF, "sched", "timehist", "-i", data] + g,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         cpu += wait_cpu(q)
         rep_err = q.stderr.read()
@@ -123,11 +126,12 @@ def run_perf(loops: int):
     return t, c1 - c0, lost, cpu
 
 
-def pingpong(rounds: int, tracer=None):
+def pingpong(rounds: int, tracer=None, kinds=("voluntary", "involuntary")):
     """The ping-pong under ``tracer(parent pid)`` (started before, stopped
     after: returns its CPU, lost and per-task switch counts); returns
     (seconds, machine switches, lost, tracer CPU, (kernel's switches of the
-    two tasks, the tracer's, whether they match task by task))."""
+    two tasks, the tracer's, whether they match task by task)). ``kinds``:
+    the kernel's switches the tracer's counts are held to."""
     import test_schedtrace as ts
     w = ts.Workload(rounds)
     try:
@@ -140,7 +144,7 @@ def pingpong(rounds: int, tracer=None):
         after = {w.pid: ts.settled(w.pid), w.child: ts.settled(w.child)}
         kernel = {w.pid: {k: after[w.pid][k] - before[k] for k in before},
                   w.child: after[w.child]}
-        ksw = {pid: k["voluntary"] + k["involuntary"] for pid, k in kernel.items()}
+        ksw = {pid: sum(k[x] for x in kinds) for pid, k in kernel.items()}
         if stop is None:
             return t, c1 - c0, 0, 0.0, (sum(ksw.values()), None, None)
         cpu, lost, counted = stop()
@@ -153,29 +157,40 @@ def pingpong(rounds: int, tracer=None):
         w.close()
 
 
-def schedtrace_p(pid: int):
+def tool_p(args, field: str, tool=TOOL):
+    """A tracer for ``pingpong``: ``TOOL ARGS --json -p PID``, its count per
+    task from each JSON task's ``field``."""
     import json
-    out = tempfile.TemporaryFile(mode="w+")
-    p, err = start_schedtrace(["-s", "--json", "-p", str(pid)], out)
 
-    def stop():
-        p.send_signal(signal.SIGINT)
-        cpu = wait_cpu(p)
-        err.seek(0)
-        text = err.read()
-        if p.returncode != 0:
-            raise SystemExit("schedtrace failed: %s" % text)
-        out.seek(0)
-        rows = [json.loads(line) for line in out if line.strip()]
-        counted = {t["pid"]: t["switches"] for r in rows for t in r["tasks"]}
-        return cpu, sum(r["lost"] for r in rows), counted
-    return stop
+    def start(pid: int):
+        out = tempfile.TemporaryFile(mode="w+")
+        p, err = start_schedtrace(list(args) + ["--json", "-p", str(pid)], out, tool=tool)
+
+        def stop():
+            p.send_signal(signal.SIGINT)
+            cpu = wait_cpu(p)
+            err.seek(0)
+            text = err.read()
+            if p.returncode != 0:
+                raise SystemExit("%s failed: %s" % (os.path.basename(tool), text))
+            out.seek(0)
+            rows = [json.loads(line) for line in out if line.strip()]
+            counted = {t["pid"]: t[field] for r in rows for t in r["tasks"]}
+            return cpu, sum(r["lost"] for r in rows), counted
+        return stop
+    return start
 
 
-def perf_sched_p(pid: int):
+schedtrace_p = tool_p(["-s"], "switches")
+
+
+def perf_sched_p(pid: int, callchains: bool = False):
+    """perf sched record -a (-g) for ``pingpong``, then perf sched timehist
+    (-g) of the process: not compared (no counts)."""
+    g = ["-g"] if callchains else []
     d = tempfile.TemporaryDirectory()
     data = os.path.join(d.name, "perf.data")
-    p = subprocess.Popen([PERF, "sched", "record", "-a", "-o", data],
+    p = subprocess.Popen([PERF, "sched", "record", "-a"] + g + ["-o", data],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(1.0)
 
@@ -183,7 +198,7 @@ def perf_sched_p(pid: int):
         p.send_signal(signal.SIGINT)
         cpu = wait_cpu(p)
         rec_err = p.stderr.read()
-        q = subprocess.Popen([PERF, "sched", "timehist", "-i", data, "-p", str(pid)],
+        q = subprocess.Popen([PERF, "sched", "timehist", "-i", data, "-p", str(pid)] + g,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         cpu += wait_cpu(q)
         rep_err = q.stderr.read()
@@ -209,6 +224,61 @@ CONFIGS = [
 ]
 
 
+def run_rounds(a, configs, pingpongs, kinds=("voluntary", "involuntary"), width=24):
+    """Each configuration on the pipe workload, then each ping-pong, ``a.rounds``
+    times, interleaved; returns their results by name."""
+    res = {name: [] for name, _ in configs}
+    pp = {name: [] for name, _ in pingpongs}
+    for r in range(a.rounds):
+        for name, fn in configs:
+            res[name].append(fn(a.loops))
+            print("round %d %-*s %.2fs %d switches lost %d cpu %.2fs"
+                  % ((r + 1, width, name) + res[name][-1]), file=sys.stderr)
+        for name, fn in pingpongs:
+            pp[name].append(pingpong(a.pingpong, fn, kinds))
+            print("round %d ping-pong %-*s %.2fs %d switches lost %d cpu %.2fs %s"
+                  % ((r + 1, width, name) + pp[name][-1]), file=sys.stderr)
+    return res, pp
+
+
+def cpu_per_switch(rows) -> float:
+    return statistics.median(x[3] / x[1] * 1e6 if x[1] else 0 for x in rows)
+
+
+def system_table(res, names, width=24) -> None:
+    """The pipe workload's table: a row per configuration, medians."""
+    base = statistics.median(x[0] for x in res["untraced"])
+    print("%-*s %8s %6s %9s %9s %7s %9s" % (width, "CONFIG", "TIME_S", "SLOW", "SWITCH/S",
+                                            "SWITCHES", "LOST", "CPU_US/SW"))
+    for name in names:
+        rows = res[name]
+        t = statistics.median(x[0] for x in rows)
+        sw = statistics.median(x[1] for x in rows)
+        print("%-*s %8.2f %5.2fx %9d %9d %7d %9s" % (
+            width, name, t, t / base, sw / t, sw, max(x[2] for x in rows),
+            "-" if name == "untraced" else "%.2f" % cpu_per_switch(rows)))
+
+
+def pingpong_table(pp, names, heads=("TASK_SW", "COUNTED"), width=24) -> None:
+    """The ping-pong's table: the kernel's switches of the two tasks, the
+    tracer's count, the rounds where they agree task by task."""
+    base = statistics.median(x[0] for x in pp["untraced"])
+    print("%-*s %8s %6s %9s %9s %9s %6s %7s %9s" % (
+        width, "CONFIG", "TIME_S", "SLOW", "SWITCH/S", heads[0], heads[1], "EXACT", "LOST",
+        "CPU_US/SW"))
+    for name in names:
+        rows = pp[name]
+        t = statistics.median(x[0] for x in rows)
+        sw = statistics.median(x[1] for x in rows)
+        exact = [x[4][2] for x in rows]
+        print("%-*s %8.2f %5.2fx %9d %9d %9s %6s %7d %9s" % (
+            width, name, t, t / base, sw / t, statistics.median(x[4][0] for x in rows),
+            "-" if rows[0][4][1] is None else statistics.median(x[4][1] for x in rows),
+            "-" if exact[0] is None else
+            "%d/%d" % (sum(1 for e in exact if e), len(exact)),
+            max(x[2] for x in rows), "-" if name == "untraced" else "%.2f" % cpu_per_switch(rows)))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -218,56 +288,21 @@ def main() -> int:
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)
         return 1
-    res = {name: [] for name, _ in CONFIGS}
-    pp = {name: [] for name, _ in PINGPONG}
-    for r in range(a.rounds):
-        for name, fn in CONFIGS:
-            res[name].append(fn(a.loops))
-            print("round %d %-24s %.2fs %d switches lost %d cpu %.2fs"
-                  % ((r + 1, name) + res[name][-1]), file=sys.stderr)
-        for name, fn in PINGPONG:
-            pp[name].append(pingpong(a.pingpong, fn))
-            print("round %d ping-pong %-24s %.2fs %d switches lost %d cpu %.2fs %s"
-                  % ((r + 1, name) + pp[name][-1]), file=sys.stderr)
-    base = statistics.median(x[0] for x in res["untraced"])
+    res, pp = run_rounds(a, CONFIGS, PINGPONG)
     print("perf bench sched pipe -l %d, %d rounds, medians; load average %s"
           % (a.loops, a.rounds, open("/proc/loadavg").read().split()[0]))
-    print("%-24s %8s %6s %9s %9s %7s %9s" % ("CONFIG", "TIME_S", "SLOW", "SWITCH/S",
-                                             "SWITCHES", "LOST", "CPU_US/SW"))
-    for name, _ in CONFIGS:
-        rows = res[name]
-        t = statistics.median(x[0] for x in rows)
-        sw = statistics.median(x[1] for x in rows)
-        lost = max(x[2] for x in rows)
-        cpu = statistics.median(x[3] / x[1] * 1e6 if x[1] else 0 for x in rows)
-        print("%-24s %8.2f %5.2fx %9d %9d %7d %9s" % (
-            name, t, t / base, sw / t, sw, lost, "-" if name == "untraced" else "%.2f" % cpu))
+    system_table(res, [name for name, _ in CONFIGS])
     rows = res["schedtrace -s"]
-    cpu = statistics.median(x[3] / x[1] * 1e6 if x[1] else 0 for x in rows)
+    cpu = cpu_per_switch(rows)
     lost = max(x[2] for x in rows)
     print("TARGET (issue 9): schedtrace -s with 0 lost and under 1 us CPU per switch: %s "
           "(%d lost, %.2f us)" % ("met" if lost == 0 and cpu < 1.0 else "MISSED", lost, cpu))
     print()
-    base = statistics.median(x[0] for x in pp["untraced"])
     print("ping-pong of two Python processes, %d round trips, traced with -p PARENT; "
           "%d rounds, medians" % (a.pingpong, a.rounds))
-    print("%-24s %8s %6s %9s %9s %9s %6s %7s %9s" % (
-        "CONFIG", "TIME_S", "SLOW", "SWITCH/S", "TASK_SW", "COUNTED", "EXACT", "LOST",
-        "CPU_US/SW"))
-    for name, _ in PINGPONG:
-        rows = pp[name]
-        t = statistics.median(x[0] for x in rows)
-        sw = statistics.median(x[1] for x in rows)
-        cpu = statistics.median(x[3] / x[1] * 1e6 if x[1] else 0 for x in rows)
-        exact = [x[4][2] for x in rows]
-        print("%-24s %8.2f %5.2fx %9d %9d %9s %6s %7d %9s" % (
-            name, t, t / base, sw / t, statistics.median(x[4][0] for x in rows),
-            "-" if rows[0][4][1] is None else statistics.median(x[4][1] for x in rows),
-            "-" if exact[0] is None else
-            "%d/%d" % (sum(1 for e in exact if e), len(exact)),
-            max(x[2] for x in rows), "-" if name == "untraced" else "%.2f" % cpu))
+    pingpong_table(pp, [name for name, _ in PINGPONG])
     rows = pp["schedtrace -s -p"]
-    cpu = statistics.median(x[3] / x[1] * 1e6 if x[1] else 0 for x in rows)
+    cpu = cpu_per_switch(rows)
     ok = all(x[4][2] for x in rows) and max(x[2] for x in rows) == 0
     print("TARGET (issue 9): schedtrace -s -p exact switch counts, 0 lost, under 1 us CPU "
           "per switch: %s (%.2f us)" % ("met" if ok and cpu < 1.0 else "MISSED", cpu))
