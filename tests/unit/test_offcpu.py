@@ -206,6 +206,22 @@ def test_a_sleep_whose_end_the_kernel_did_not_record(fake):
     assert b.stacks[(100, pipe)] == [1, 3 * MS, "S"]
 
 
+def test_tasks_that_exit_are_forgotten(fake):
+    """Memory stays flat however many tasks come and go: what is kept per
+    task goes when it exits, also when the drain forgets them in bulk."""
+    src = stream(fake)
+    X = 0x10
+    evs = []
+    for i in range(300):
+        pid = 1000 + i
+        evs += [wakeup((3 * i + 1) * 1000, pid, WAKEUP_NEW), switch((3 * i + 2) * 1000, 0, 0, 0, pid),
+                switch((3 * i + 3) * 1000, 0, pid, X, 0)]
+    feed(src, evs)
+    assert len(src.seen) > 300 and len(src.comm_raw) >= 300
+    src.drain()     # more than 256 dead: forgotten without waiting for a report
+    assert not [p for p in src.seen | set(src.comm_raw) if p >= 1000]
+
+
 def test_min_max_and_states(fake):
     src = stream(fake, wanted={"D"}, min_ns=2 * MS, max_ns=10 * MS)
     assert src.s.triggers[0][2] == "stacktrace if (prev_state & 2)"

@@ -153,6 +153,9 @@ class Stream(sched._Sched):
     docstring."""
 
     method = "stream"
+    # (a burst waits in the kernel's buffer, 16 MB per CPU, rather than in
+    # this process: its memory stays flat, as the soak holds it)
+    backlog = 256
     lost_hint = "enlarge the buffer with -b, or trace fewer tasks (-p, -c) or CPUs (-C)"
 
     def __init__(self, s, targets, cpus, kb: int, wanted: Optional[Set[str]] = None,
@@ -300,11 +303,15 @@ class Stream(sched._Sched):
                       self.unended - self.marks[4])
         self.marks = [cut, lost, self.nostack, tr.unrecorded, self.unended]
         rows.stacks, rows.off, self.before, tr.tasks = {}, {}, {}, {}
-        for pid in tr.forget_dead():
+        self.forget(tr.forget_dead())
+        return books
+
+    def forget(self, pids) -> None:
+        super().forget(pids)
+        for pid in pids:
             for d in (self.pending, self.comm_raw):
                 d.pop(pid, None)
             self.seen.discard(pid)
-        return books
 
 
 class Kernel(sched._Sched):

@@ -527,6 +527,7 @@ class _Sched(Source):
     handlers by event type, and the reading."""
 
     tick = 0.05
+    backlog = BACKLOG_PAGES     # pages read ahead of handling them, at most
 
     def __init__(self, s, targets, cpus: Optional[Set[int]], kb: int,
                  states_wanted: Optional[Set[str]] = None) -> None:
@@ -580,7 +581,7 @@ class _Sched(Source):
             self.s.own(r)
             self.readers.append(r)
         if len(sessions) == 1:
-            self.feed = Feed(self.readers[0], BACKLOG_PAGES)
+            self.feed = Feed(self.readers[0], self.backlog)
 
     def wait(self, timeout: float) -> object:
         return self.readers[0].wait(timeout) if len(self.readers) == 1 else \
@@ -601,8 +602,13 @@ class _Sched(Source):
             if not feed.backlog() or time.monotonic() > deadline:
                 break
         if len(self.tr.dead) > 256:     # no interval ends to forget them
-            for pid in self.tr.forget_dead():
-                self.tr.tasks.pop(pid, None)
+            self.forget(self.tr.forget_dead())
+
+    def forget(self, pids) -> None:
+        """Tasks that exited (``tr.forget_dead()``): drop what is kept
+        about them here too."""
+        for pid in pids:
+            self.tr.tasks.pop(pid, None)
 
     def follow_wakeups(self, sess) -> None:
         """sched_wakeup(_new) into the Tracker: where a wait begins."""
