@@ -52,6 +52,12 @@ TIERS: Dict[str, Dict] = {
             "needs function",
         "tests/live/test_funccount.py::test_tracepoints_counted_exactly[tp-hist]":
             "needs hist",
+        "tests/live/test_funccount.py::test_stacks_add_up_to_the_counts[fprobe-hist]":
+            "needs fprobes",
+        "tests/live/test_funccount.py::test_stacks_add_up_to_the_counts[kprobe-hist]":
+            "needs kprobes",
+        "tests/live/test_funccount.py::test_stacks_add_up_to_the_counts[tp-hist]":
+            "needs hist",
         "tests/live/test_funcgraph.py::test_folded_total_is_the_top_level_time":
             "needs function_graph",
         "tests/live/test_funcgraph.py::test_json_exact_calls_callees_and_durations":
@@ -136,13 +142,15 @@ TIERS: Dict[str, Dict] = {
             "needs kprobes",
     }},
     # Debian 12's 6.1: no fprobes (6.5+), no function profiler
-    "vm 6.1": {"min_run": 55, "skips": {
+    "vm 6.1": {"min_run": 58, "skips": {
         "tests/live/test_funccount.py::test_cpu_filter_on_pinned_workloads[fprobe-hist]":
             "needs fprobes",
         "tests/live/test_funccount.py::test_exact_count_of_a_process[fprobe-hist]":
             "needs fprobes",
         "tests/live/test_funccount.py::test_exact_count_unfiltered[profiler]":
             "needs function_profiler",
+        "tests/live/test_funccount.py::test_stacks_add_up_to_the_counts[fprobe-hist]":
+            "needs fprobes",
         # stacks in hist variables came in 6.5: the streaming path there
         "tests/live/test_offcputime.py::test_kernel_tables_agree_with_the_stream":
             "needs hist_stacktrace",

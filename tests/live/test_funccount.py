@@ -290,3 +290,46 @@ def test_tracepoints_counted_exactly(method):
     assert obj["counts"].get("syscalls:sys_enter_getpid") == M, obj
     assert not obj["counts"].get("syscalls:sys_enter_getpgid"), obj
     assert "counting 3 tracepoints with" in err
+
+
+# -- per stack (bcc's stackcount): the paths that carry a stack ---------------------
+
+STACKS = {"tp-records": ("t:syscalls:sys_enter_getppid", ()),
+          "tp-hist": ("t:syscalls:sys_enter_getppid", ("hist",)),
+          "kprobe-hist": (None, ("kprobes", "hist")),
+          "fprobe-hist": (None, ("fprobes", "hist"))}
+
+
+@pytest.mark.parametrize("method", [
+    pytest.param(m, marks=pytest.mark.needs(*STACKS[m][1]) if STACKS[m][1] else pytest.mark.vm)
+    for m in sorted(STACKS)])
+def test_stacks_add_up_to_the_counts(method, tracefs_root):
+    """--stacks: the workload's N getppid() calls, counted per kernel stack,
+    add up to N, as plain counting has them; every stack goes through the
+    system call entry."""
+    what = STACKS[method][0] or syscall_function(tracefs_root, "getppid")
+    name = what[2:] if what.startswith("t:") else what
+    w = Workload()
+    try:
+        out, err = count_pid(method, [what], w, "--stacks", "--json", "-v")
+    finally:
+        w.end()
+    obj = json.loads(out.splitlines()[-1])
+    assert obj["method"] == method and obj["lost"] == 0, err
+    assert obj["counts"] == {name: N}, obj["counts"]
+    mine = [s for s in obj["stacks"] if s["name"] == name]
+    assert sum(s["count"] for s in mine) == N, mine
+    assert all("do_syscall_64" in s["frames"] for s in mine), mine
+
+
+def test_stacks_refused_where_none_is_kept():
+    """The kernel's count of events written keeps no stacks: forced, a clear
+    refusal before tracefs is touched; else a path that keeps them."""
+    p = tooling.run("funccount", "--stacks", "-d", "0.1", "t:syscalls:sys_enter_getppid",
+                    env=dict(os.environ, FTT_METHOD="tp-counter"))
+    assert p.returncode == 1 and p.stderr.strip() == (
+        "funccount: cannot count with tp-counter: the kernel's count of the events written "
+        "keeps no stacks"), p.stderr
+    p = tooling.run("funccount", "--stacks", "-v", "-d", "0.1", "t:syscalls:sys_enter_getppid")
+    assert p.returncode == 0 and "counting 1 tracepoint with" in p.stderr, p.stderr
+    assert "tp-counter" not in p.stderr and "kernel's count" not in p.stderr, p.stderr

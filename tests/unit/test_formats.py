@@ -52,3 +52,21 @@ def test_data_loc_string():
     b = bytearray(switch_payload()) + b"hello\0"
     struct.pack_into("<I", b, 60, (6 << 16) | 64)
     assert ef.decoder(["cmd", "prev_pid"])(bytes(b)) == ("hello", 7)
+
+
+def test_kernel_stack_record(tmp_path):
+    """What the stacktrace trigger writes: ``size`` return addresses, not
+    the caller[8] of the format."""
+    d = tmp_path / "events" / "ftrace" / "kernel_stack"
+    d.mkdir(parents=True)
+    (d / "format").write_text(
+        "name: kernel_stack\nID: 4\nformat:\n"
+        "\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n"
+        "\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n"
+        "\tfield:int size;\toffset:8;\tsize:4;\tsigned:1;\n"
+        "\tfield:unsigned long caller[8];\toffset:16;\tsize:64;\tsigned:0;\n")
+    eid, addrs = events.stack_record(str(tmp_path))
+    p = struct.pack("<HHi i4x11Q", 4, 0, 7, 11, *range(1, 12))
+    assert eid == 4 and addrs(memoryview(p)) == struct.pack("<11Q", *range(1, 12))
+    short = struct.pack("<HHi i4x2Q", 4, 0, 7, 5, 1, 2)     # a size past the record
+    assert addrs(short) == struct.pack("<2Q", 1, 2)

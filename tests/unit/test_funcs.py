@@ -27,10 +27,10 @@ ALL = ("function_profiler", "kprobes", "fprobes", "hist", "function_instance")
 
 
 def choose(feats, targets=None, names=("f",), dups=(), max_probes=200,
-           tracepoints=False):
+           tracepoints=False, stacks=False):
     warned = []
     m = fc.choose(FakeFeatures(*feats), targets or FakeTargets(), list(names), set(dups),
-                  max_probes, warned.append, tracepoints)
+                  max_probes, warned.append, tracepoints, stacks)
     return m, warned
 
 
@@ -100,6 +100,64 @@ def test_forced_path_refused_with_reason(monkeypatch):
         choose(ALL)
     monkeypatch.setenv("FTT_METHOD", "function")
     assert choose(ALL, FakeTargets(filtered=True))[0] == "function"
+
+
+def test_stacks_only_on_the_paths_that_carry_them(monkeypatch):
+    """--stacks: the profiler, kprobe_profile, the function tracer and the
+    count of events written are passed over; forced, refused with why."""
+    assert choose(ALL, stacks=True)[0] == "fprobe-hist"
+    assert choose(("kprobes", "hist", "function_profiler"), stacks=True)[0] == "kprobe-hist"
+    assert choose((), tracepoints=True, stacks=True)[0] == "tp-records"
+    assert choose(("hist",), tracepoints=True, stacks=True)[0] == "tp-hist"
+    with pytest.raises(fc.Refused) as e:
+        choose(("function_profiler", "kprobes", "function_instance"), stacks=True)
+    assert "stacks of these functions" in str(e.value) and "counts hits, not stacks" in str(e.value)
+    monkeypatch.setenv("FTT_METHOD", "tp-counter")
+    with pytest.raises(fc.Refused) as e:
+        choose((), tracepoints=True, stacks=True)
+    assert str(e.value) == "cannot count with tp-counter: " + fc.NO_STACKS["tp-counter"]
+
+
+class FakeSession:
+    def __init__(self, hist=""):
+        self.triggers, self.hist = [], hist
+
+    def set_pids(self, *a):
+        pass
+
+    def add_trigger(self, system, event, trigger):
+        self.triggers.append((system, event, trigger))
+
+    def path(self, *parts):
+        return "/".join(parts)
+
+
+def test_hist_keyed_on_the_stack(monkeypatch):
+    """Per (CPU, stack) in the kernel; -C sums its CPUs; each stack's hits
+    by name, "stacktrace" or common_stacktrace (6.5+) alike."""
+    s = FakeSession()
+    fc._hist_per_cpu(s, FakeTargetsArm(), [("syscalls", "sys_enter_getppid")], True)
+    assert s.triggers == [("syscalls", "sys_enter_getppid",
+                           "hist:keys=cpu,stacktrace:vals=hitcount:size=16384")]
+    table = ("# event histogram\n{ cpu:          0, common_stacktrace:\n         a+0x1/0x2\n"
+             "         do_syscall_64+0x5/0x9\n} hitcount:          3\n"
+             "{ cpu:          1, common_stacktrace:\n         a+0x1/0x2\n"
+             "         do_syscall_64+0x5/0x9\n} hitcount:          2\n"
+             "{ cpu:          1, stacktrace:\n         b+0x1/0x2\n} hitcount:          7\n"
+             "Totals:\n    Hits: 12\n    Entries: 3\n    Dropped: 1\n")
+    monkeypatch.setattr(fc.triggers, "read_hist", lambda *a: fc.triggers.parse_hist(table))
+    stacks = {("x", "old"): 5}
+    assert fc._hist_sum(s, "syscalls", "sys_enter_getppid", {1}, stacks, "x") == (9, 1)
+    assert stacks == {("x", "a+0x1/0x2\ndo_syscall_64+0x5/0x9"): 2, ("x", "b+0x1/0x2"): 7}
+    c = fc.TracepointHist.__new__(fc.TracepointHist)
+    c.stack_total, c.stack_base = stacks, {}
+    assert c.take_stacks() == {("x", ("a", "do_syscall_64")): 2, ("x", ("b",)): 7}
+    assert c.take_stacks() == {}
+
+
+class FakeTargetsArm(FakeTargets):
+    def arm(self, *a, **kw):
+        pass
 
 
 def test_nothing_works_lists_every_reason():

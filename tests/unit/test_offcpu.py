@@ -10,7 +10,7 @@ import pytest
 
 from ftracetools.engines import offcpu
 from ftracetools.errors import UsageError
-from ftracetools.host.maps import Kallsyms
+from ftracetools.kernel import symbols
 
 SWITCH, WAKEUP, WAKEUP_NEW, FORK, STACK = 372, 374, 375, 366, 4
 COMMON = [("unsigned short common_type", 0, 2, 0), ("unsigned char common_flags", 2, 1, 0),
@@ -110,7 +110,7 @@ def stream(fake, **kw):
     s, ks = fake
     src = offcpu.Stream(s, FakeTargets(), None, 1024, **kw)
     src.start_ns = src.tr.start = src.marks[0] = 0
-    src.ksyms = Kallsyms(ks)
+    src.named = symbols.StackNames(offcpu.trim, ks)
     src.end_ns = 100 * MS
     return src
 

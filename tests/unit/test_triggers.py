@@ -117,6 +117,12 @@ def test_a_synthetic_stack_field_as_key():
     assert (t.hits, t.dropped) == (4, 1)
 
 
+def test_stack_frames_are_function_names():
+    (t,) = triggers.parse_hist(SYNTH_STACKS)
+    assert triggers.stack_frames(t.entries[0][0]["stack.stacktrace"]) == (
+        "__schedule", "schedule", "do_nanosleep")
+
+
 def test_cpu_keys_and_nothing():
     (t,) = triggers.parse_hist(CPUS)
     assert {k["common_cpu"]: v["hitcount"] for k, v in t.entries} == {"1": 1000, "0": 1502}

@@ -14,23 +14,29 @@ events; else one instance for all, its records counted by type here.
 
 Each counter is a ``Source`` whose ``take()`` returns the counts since
 the last take, by name, and ``lost()`` the events lost or missed so far.
+
+With ``stacks`` (bcc's stackcount), the paths that can carry a kernel stack
+count per stack too (``take_stacks()``: (name, frames) -> calls): the hist
+triggers key on the stack as well as the CPU (kprobe-hist, fprobe-hist,
+tp-hist); tp-records has the ``stacktrace`` trigger write each event's
+stack right after it, on the same CPU. The others refuse (``NO_STACKS``).
 """
 
 import os
 import struct
-from typing import Callable, Dict, List, Optional, Set
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from ftracetools import switches
 from ftracetools.errors import ToolError, UsageError
 from ftracetools.host import cpus as cpulib
 from ftracetools.kernel import symbols, tracefs, triggers
-from ftracetools.kernel.formats import EventFormat
+from ftracetools.kernel.formats import EventFormat, stack_record
 from ftracetools.ring.reader import RawReader, read_stats
 from ftracetools.ring.source import Source
 
 __all__ = ["METHODS", "TRACEPOINT_METHODS", "DESCRIBE", "TOP_LEVEL", "PROBE_COST_MS",
-           "COUNTER_EVENTS", "Refused", "ProbeFailed", "why_not", "choose",
-           "match_tracepoints", "open_counter"]
+           "COUNTER_EVENTS", "NO_STACKS", "NO_STACK", "Refused", "ProbeFailed", "why_not",
+           "choose", "match_tracepoints", "open_counter"]
 
 METHODS = ("profiler", "kprobe", "fprobe-hist", "kprobe-hist", "function")
 TRACEPOINT_METHODS = ("tp-hist", "tp-counter", "tp-records")
@@ -45,6 +51,15 @@ DESCRIBE = {
     "tp-records": "the tracepoints' records, counted by funccount",
 }
 TOP_LEVEL = {"profiler"}
+NO_STACKS = {
+    "profiler": "the function profiler counts calls, not stacks",
+    "kprobe": "kprobe_profile counts hits, not stacks",
+    "function": "the function tracer's records carry no stack here (counting with probes "
+                "and hist triggers does: fewer functions, or a larger -m)",
+    "tp-counter": "the kernel's count of the events written keeps no stacks",
+}
+NO_STACK = ("[no stack recorded]",)
+STACK_TABLE = 16384     # (CPU, stack) pairs per event in the kernel's table
 PROBE_COST_MS = 5       # set-up + teardown per probe, measured (see the man page)
 COUNTER_EVENTS = 8      # an instance each (about 40 ms to remove): more are read
 RECORDS_KB = 4096
@@ -59,8 +74,11 @@ class ProbeFailed(Exception):
 
 
 def why_not(method: str, feat, targets, names: List[str], dups: Set[str],
-            max_probes: int) -> Optional[str]:
-    """None if ``method`` can count ``names`` exactly here, else the reason."""
+            max_probes: int, stacks: bool = False) -> Optional[str]:
+    """None if ``method`` can count ``names`` exactly here (per stack with
+    ``stacks``), else the reason."""
+    if stacks and method in NO_STACKS:
+        return NO_STACKS[method]
     if method == "profiler":
         if targets.filtered:
             return "the function profiler counts every task (no -p/-L/-c)"
@@ -92,21 +110,22 @@ def why_not(method: str, feat, targets, names: List[str], dups: Set[str],
 
 
 def choose(feat, targets, names: List[str], dups: Set[str], max_probes: int,
-           warn: Callable[[str], None], tracepoints: bool = False) -> str:
-    """The first method that can count ``names`` exactly here (the test
-    switch FTT_METHOD forces one, or a refusal)."""
+           warn: Callable[[str], None], tracepoints: bool = False,
+           stacks: bool = False) -> str:
+    """The first method that can count ``names`` exactly here, per stack
+    with ``stacks`` (the test switch FTT_METHOD forces one, or a refusal)."""
     methods = TRACEPOINT_METHODS if tracepoints else METHODS
     forced = switches.get("METHOD")
     if forced:
         if forced not in methods:
             raise Refused("FTT_METHOD=%s: not one of %s" % (forced, ", ".join(methods)))
-        why = why_not(forced, feat, targets, names, dups, max_probes)
+        why = why_not(forced, feat, targets, names, dups, max_probes, stacks)
         if why:
             raise Refused("cannot count with %s: %s" % (forced, why))
         return forced
     reasons = []
     for m in methods:
-        why = why_not(m, feat, targets, names, dups, max_probes)
+        why = why_not(m, feat, targets, names, dups, max_probes, stacks)
         if why is None:
             if reasons and m == "function" and len(names) > max_probes:
                 warn("%d functions matched: more than -m %d probes; counting "
@@ -114,7 +133,8 @@ def choose(feat, targets, names: List[str], dups: Set[str], max_probes: int,
                      % (len(names), max_probes))
             return m
         reasons.append("%s: %s" % (m, why))
-    raise Refused("no way to count functions here (%s)" % "; ".join(reasons))
+    raise Refused("no way to count %s here (%s)" % (
+        "stacks of these functions" if stacks else "functions", "; ".join(reasons)))
 
 
 def match_tracepoints(root: str, patterns: List[str]) -> List[str]:
@@ -149,6 +169,9 @@ class _Counter(Source):
     def __init__(self) -> None:
         self.base: Dict[str, int] = {}
         self.missed = 0     # set by totals(): hits the kernel missed or dropped
+        # with stacks: (name, stack key) -> calls so far, set by totals()
+        self.stack_total: Dict[Tuple[str, str], int] = {}
+        self.stack_base: Dict[Tuple[str, str], int] = {}
 
     def totals(self) -> Dict[str, int]:
         raise NotImplementedError
@@ -163,6 +186,17 @@ class _Counter(Source):
         self.base = total
         return {f: n for f, n in out.items() if n}
 
+    def take_stacks(self) -> Dict[Tuple[str, Tuple[str, ...]], int]:
+        """Calls per (name, stack frames) since the last call (after take)."""
+        out: Dict[Tuple[str, Tuple[str, ...]], int] = {}
+        for k, n in self.stack_total.items():
+            d = n - self.stack_base.get(k, 0)
+            if d:
+                f = (k[0], symbols.trim_tracing(triggers.stack_frames(k[1])) or NO_STACK)
+                out[f] = out.get(f, 0) + d
+        self.stack_base = dict(self.stack_total)
+        return out
+
     def finish(self, why: str) -> None:
         pass
 
@@ -171,9 +205,10 @@ class InKernel(_Counter):
     """Function calls counted by the kernel: the profiler, kprobe hit
     counts, or probes feeding hist triggers."""
 
-    def __init__(self, s, method: str, names: List[str], targets) -> None:
+    def __init__(self, s, method: str, names: List[str], targets, stacks: bool = False) -> None:
         super().__init__()
         self.s, self.method, self.names, self.targets = s, method, names, targets
+        self.stacks = stacks
         self.events: Dict[str, str] = {}  # event name -> function
         self.hist = method.endswith("hist")
         if method == "profiler":
@@ -196,7 +231,7 @@ class InKernel(_Counter):
             for ev in self.events:
                 s.enable_event(group, ev)
             return
-        _hist_per_cpu(s, targets, [(group, ev) for ev in self.events])
+        _hist_per_cpu(s, targets, [(group, ev) for ev in self.events], stacks)
 
     def totals(self) -> Dict[str, int]:
         s, counts = self.s, {}
@@ -218,7 +253,8 @@ class InKernel(_Counter):
                 missed += int(p[2])  # misses of any task: an upper bound
         if self.hist:
             for ev, name in self.events.items():
-                n, dropped = _hist_sum(s, self.group, ev, self.targets.cpus)
+                n, dropped = _hist_sum(s, self.group, ev, self.targets.cpus,
+                                       self.stack_total, name if self.stacks else None)
                 counts[name] = counts.get(name, 0) + n
                 missed += dropped
         self.missed = missed
@@ -281,16 +317,17 @@ class Traced(_Counter):
 class TracepointHist(_Counter):
     """A ``keys=cpu`` hist trigger on each tracepoint, in the instance."""
 
-    def __init__(self, s, names: List[str], targets) -> None:
+    def __init__(self, s, names: List[str], targets, stacks: bool = False) -> None:
         super().__init__()
-        self.s, self.names, self.targets = s, names, targets
-        _hist_per_cpu(s, targets, [tuple(n.split(":")) for n in names])
+        self.s, self.names, self.targets, self.stacks = s, names, targets, stacks
+        _hist_per_cpu(s, targets, [tuple(n.split(":")) for n in names], stacks)
 
     def totals(self) -> Dict[str, int]:
         out, dropped = {}, 0
         for n in self.names:
             sysname, ev = n.split(":")
-            out[n], d = _hist_sum(self.s, sysname, ev, self.targets.cpus)
+            out[n], d = _hist_sum(self.s, sysname, ev, self.targets.cpus, self.stack_total,
+                                  n if self.stacks else None)
             dropped += d
         self.missed = dropped
         return out
@@ -337,16 +374,24 @@ class TracepointRecords(_Counter):
 
     tick = 0.1
 
-    def __init__(self, s, names: List[str], targets) -> None:
+    def __init__(self, s, names: List[str], targets, stacks: bool = False) -> None:
         super().__init__()
         s.set_buffer_kb(RECORDS_KB)
         targets.arm(s)
         if not targets.filtered and os.path.exists(s.path("set_event_notrace_pid")):
             s.set_pids("set_event_notrace_pid", [os.getpid()])
         self.types: Dict[int, str] = {}
+        self.stack_id, self.addrs = stack_record(s.root) if stacks else (None, None)
+        self.expect: Dict[int, Tuple[str, int]] = {}    # CPU -> (name, pid) whose stack is next
+        self.names = symbols.StackNames() if stacks else None
         for n in names:
             sysname, ev = n.split(":")
             self.types[EventFormat.load(s.root, sysname, ev).id] = n
+            if stacks:
+                # A trigger with a condition runs once the event is recorded
+                # (so after the PID filter), and writes the stack right
+                # after it; one without runs before, for every task.
+                s.add_trigger(sysname, ev, "stacktrace if common_pid >= 0")
             s.enable_event(sysname, ev)
         self.rd = RawReader(s.dir, s.root, sorted(targets.cpus) if targets.cpus else None)
         s.own(self.rd)
@@ -359,55 +404,99 @@ class TracepointRecords(_Counter):
 
     def drain(self) -> None:
         seen = self.seen
-        for _, _, typ, _ in self.rd.drain():
+        if self.stack_id is None:
+            for _, _, typ, _ in self.rd.drain():
+                seen[typ] = seen.get(typ, 0) + 1
+            return
+        types, expect, sid, total = self.types, self.expect, self.stack_id, self.stack_total
+        for _, cpu, typ, p in self.rd.drain():    # (each CPU's records in order)
+            if typ == sid:
+                e = expect.pop(cpu, None)
+                if e is not None and struct.unpack_from("<i", p, 4)[0] == e[1]:
+                    k = (e[0], self.addrs(p))
+                    total[k] = total.get(k, 0) + 1
+                continue
             seen[typ] = seen.get(typ, 0) + 1
+            name = types.get(typ)
+            if name is not None:
+                self._no_stack(expect.get(cpu))
+                expect[cpu] = (name, struct.unpack_from("<i", p, 4)[0])
+
+    def _no_stack(self, e) -> None:
+        if e is not None:
+            k = (e[0], b"")
+            self.stack_total[k] = self.stack_total.get(k, 0) + 1
 
     def finish(self, why: str) -> None:
         self.drain()
+        for cpu in list(self.expect):   # the stack never came
+            self._no_stack(self.expect.pop(cpu))
 
     def take(self) -> Dict[str, int]:
         out = {self.types[t]: n for t, n in self.seen.items() if t in self.types}
         self.seen = {}
         return out
 
+    def take_stacks(self) -> Dict[Tuple[str, Tuple[str, ...]], int]:
+        out: Dict[Tuple[str, Tuple[str, ...]], int] = {}
+        for (name, raw), n in self.stack_total.items():
+            k = (name, self.names.names(raw) if raw else NO_STACK)
+            out[k] = out.get(k, 0) + n
+        self.stack_total = {}
+        return out
+
     def lost(self) -> int:
         return self.rd.lost() + self.rd.flagged_lost
 
 
-def open_counter(s, method: str, names: List[str], targets) -> _Counter:
-    """Arm ``method`` in the session; a ProbeFailed if the kernel refuses
-    a probe."""
+def open_counter(s, method: str, names: List[str], targets,
+                 stacks: bool = False) -> _Counter:
+    """Arm ``method`` in the session (counting per stack too with
+    ``stacks``, where ``why_not`` allows it); a ProbeFailed if the kernel
+    refuses a probe."""
     if method == "function":
         return Traced(s, names, targets)
     if method == "tp-hist":
-        return TracepointHist(s, names, targets)
+        return TracepointHist(s, names, targets, stacks)
     if method == "tp-counter":
         return TracepointCounter(s, names, targets)
     if method == "tp-records":
-        return TracepointRecords(s, names, targets)
-    return InKernel(s, method, names, targets)
+        return TracepointRecords(s, names, targets, stacks)
+    return InKernel(s, method, names, targets, stacks)
 
 
-def _hist_per_cpu(s, targets, events) -> None:
-    """A ``keys=cpu`` hit counter on each (system, event) of the instance.
-    The PID list is honoured by hist triggers (checked before the record
-    is made); the key is the CPU, so that -C sums its CPUs."""
+def _hist_per_cpu(s, targets, events, stacks: bool = False) -> None:
+    """A ``keys=cpu`` hit counter on each (system, event) of the instance
+    (``keys=cpu,stacktrace`` with ``stacks``: "stacktrace" is the stack on
+    every kernel, named common_stacktrace since 6.5). The PID list is
+    honoured by hist triggers (checked before the record is made); the key
+    is the CPU, so that -C sums its CPUs."""
     targets.arm(s, pid_file="set_event_pid", fork_option="event-fork")
     if not targets.filtered:
         s.set_pids("set_event_notrace_pid", [os.getpid()])
     for sysname, ev in events:
-        s.add_trigger(sysname, ev, "hist:keys=cpu:vals=hitcount")
+        s.add_trigger(sysname, ev, "hist:keys=cpu,stacktrace:vals=hitcount:size=%d"
+                      % STACK_TABLE if stacks else "hist:keys=cpu:vals=hitcount")
 
 
-def _hist_sum(s, sysname: str, ev: str, cpus) -> tuple:
-    """(hits of these CPUs, events the table had no room for) of a ``keys=cpu`` hist."""
+def _hist_sum(s, sysname: str, ev: str, cpus, stacks: Optional[Dict] = None,
+              name: Optional[str] = None) -> tuple:
+    """(hits of these CPUs, events the table had no room for) of a ``keys=cpu``
+    hist; with ``name``, each stack's hits go to ``stacks[(name, stack)]``."""
     total = dropped = 0
+    if name is not None:
+        for k in [k for k in stacks if k[0] == name]:
+            del stacks[k]
     for t in triggers.read_hist(s, sysname, ev):
         dropped += t.dropped
         for key, vals in t.entries:
             c = int(key.get("cpu", key.get("common_cpu", -1)))
             if cpus is None or c in cpus:
-                total += vals.get("hitcount", 0)
+                n = vals.get("hitcount", 0)
+                total += n
+                if name is not None:
+                    k = (name, key.get("common_stacktrace", key.get("stacktrace", "")))
+                    stacks[k] = stacks.get(k, 0) + n
     return total, dropped
 
 

@@ -31,16 +31,14 @@ Two ways (``DESCRIBE``):
 numbers, stacks as function names, innermost first.
 """
 
-import re
 import struct
 import time
 from typing import Dict, List, NamedTuple, Optional, Set, Tuple
 
 from ftracetools.engines import sched
 from ftracetools.errors import UsageError
-from ftracetools.host.maps import Kallsyms
-from ftracetools.kernel import filters, triggers
-from ftracetools.kernel.formats import EventFormat
+from ftracetools.kernel import filters, symbols, triggers
+from ftracetools.kernel.formats import stack_record
 
 __all__ = ["DESCRIBE", "NO_STACK", "Books", "parse_states", "sleep_mask", "trim",
            "hist_frames", "Stream", "Kernel", "open_source"]
@@ -53,10 +51,6 @@ DESCRIBE = {
               "on sched_switch) and paired with the wakeups here",
 }
 NO_STACK = ("[no stack recorded]",)
-# frames of the tracing machinery itself, above __schedule
-_TRACING = ("trace_", "__trace", "__ftrace", "event_trigger", "stacktrace_trigger",
-            "ftrace_", "perf_trace_")
-_OFFSET = re.compile(r"\+0x[0-9a-fA-F]+(?:/0x[0-9a-fA-F]+)?")
 DEAD = ("X", "Z")
 VARS_SIZE = 8192        # tasks asleep at once (hist variables)
 TABLE_SIZE = 32768      # (task, stack) pairs in the kernel's table
@@ -107,21 +101,12 @@ def trim(frames: Tuple[str, ...]) -> Tuple[str, ...]:
     sched_switch tracepoint, or past the tracing functions."""
     if "__schedule" in frames[:8]:
         return tuple(frames[frames.index("__schedule"):])
-    i = 0
-    while i < len(frames) - 1 and frames[i].startswith(_TRACING):
-        i += 1
-    return tuple(frames[i:])
+    return symbols.trim_tracing(frames)
 
 
 def hist_frames(text: str) -> Tuple[str, ...]:
-    """A hist key's stack (``__schedule+0x2ee/0x8b0 [mod]``, a frame a
-    line) -> function names."""
-    out = []
-    for line in text.splitlines():
-        f = _OFFSET.sub("", line.strip()).split(" ", 1)[0]
-        if f:
-            out.append(f)
-    return trim(tuple(out))
+    """A hist key's stack -> function names, trimmed."""
+    return trim(triggers.stack_frames(text))
 
 
 class _Rows:
@@ -169,8 +154,7 @@ class Stream(sched._Sched):
         self.expect: Dict[int, int] = {}        # CPU -> task whose stack comes next
         self.pending: Dict[int, bytes] = {}     # task -> its stack, asleep
         self.stacks: Dict[bytes, bytes] = {}    # one copy of each stack
-        self.named: Dict[bytes, Tuple[str, ...]] = {}
-        self.ksyms: Optional[Kallsyms] = None
+        self.named = symbols.StackNames(trim)
         self.seen: Set[int] = set()             # tasks with an event so far
         self.before: Dict[int, int] = {}
         self.comm_raw: Dict[int, bytes] = {}
@@ -181,14 +165,15 @@ class Stream(sched._Sched):
         keep, seen, expect, pending = self.keep, self.seen, self.expect, self.pending
         sw = self.fmt["sched_switch"]
         dec = sw.decoder(["prev_pid", "prev_state", "next_pid"])
-        poff, comm, switch = sw.field("prev_comm").offset, tr.comm, tr.switch
-        name = sched.next_comm(sw, self.comm_raw, comm)
+        switch = tr.switch
+        # (the name a task has now: a command of -c execs once it is traced)
+        name = sched.next_comm(sw, self.comm_raw, tr.comm)
+        name_prev = sched.next_comm(sw, self.comm_raw, tr.comm, "prev_comm")
 
         def on_switch(ts, cpu, p):
             pp, state, np_ = dec(p)
             name(p, np_)
-            if pp not in comm:
-                comm[pp] = sched.cstr(bytes(p[poff:poff + 16]))
+            name_prev(p, pp)
             seen.add(pp)
             seen.add(np_)
             if pp in tr.off:    # leaves a CPU asleep by our books: the kernel
@@ -199,18 +184,16 @@ class Stream(sched._Sched):
                 pending.pop(pp, None)
             else:
                 expect.pop(cpu, None)
-        ks = EventFormat.load(s.root, "ftrace", "kernel_stack")
-        soff, coff = ks.field("size").offset, ks.field("caller").offset
+        ks_id, addrs = stack_record(s.root)
         i32, stacks = struct.Struct("<i").unpack_from, self.stacks
 
         def on_stack(ts, cpu, p):
             pid = expect.pop(cpu, None)
             if pid is None or i32(p, 4)[0] != pid:     # common_pid: whose stack
                 return
-            n = max(0, min(i32(p, soff)[0], (len(p) - coff) // 8))
-            b = bytes(p[coff:coff + 8 * n])
+            b = addrs(p)
             pending[pid] = stacks.setdefault(b, b)
-        self.h[ks.id] = on_stack
+        self.h[ks_id] = on_stack
         # the stack right after each switch-out into a counted sleep (the
         # condition is the trigger's own: the event's filter does not gate it)
         # (set before the event is enabled: no switch-out goes without it)
@@ -254,17 +237,7 @@ class Stream(sched._Sched):
         self.rows.add(pid, stack, max(0, t1 - t0), state & self.states.mask)
 
     def _name(self, stack: Optional[bytes]) -> Tuple[str, ...]:
-        if stack is None:
-            return NO_STACK
-        got = self.named.get(stack)
-        if got is None:
-            if self.ksyms is None:
-                self.ksyms = Kallsyms()
-            k = self.ksyms
-            addrs = struct.unpack("<%dQ" % (len(stack) // 8), stack)
-            got = self.named[stack] = trim(tuple(
-                k.name(a) if k.addrs else "0x%x" % a for a in addrs)) or ("[empty stack]",)
-        return got
+        return NO_STACK if stack is None else self.named.names(stack)
 
     def take(self, final: bool) -> Books:
         """Close the interval up to every event handled (the end of

@@ -73,10 +73,12 @@ def proc_comm(pid: int) -> str:
     return "swapper" if pid == 0 else procs.comm(pid)
 
 
-def next_comm(fmt: EventFormat, raw: Dict[int, bytes], comm: Dict[int, str]) -> Callable:
+def next_comm(fmt: EventFormat, raw: Dict[int, bytes], comm: Dict[int, str],
+              field: str = "next_comm") -> Callable:
     """``name(payload, next_pid)`` for sched_switch: keeps ``comm[next_pid]``,
-    decoding next_comm only when its bytes (kept in ``raw``) change."""
-    noff = fmt.field("next_comm").offset
+    decoding next_comm (or ``field``: prev_comm) only when its bytes (kept
+    in ``raw``) change."""
+    noff = fmt.field(field).offset
 
     def name(p, pid: int) -> None:
         b = bytes(p[noff:noff + 16])

@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, NamedTuple, Sequence, Tuple
 
 from ftracetools.errors import ToolError
 
-__all__ = ["Field", "parse_format", "EventFormat", "print_tables"]
+__all__ = ["Field", "parse_format", "EventFormat", "print_tables", "stack_record"]
 
 
 class Field(NamedTuple):
@@ -171,3 +171,18 @@ def print_tables(print_fmt: str) -> List[List[Tuple[int, str]]]:
         if pairs:
             tables.append(pairs)
     return tables
+
+
+def stack_record(root: str) -> Tuple[int, Callable[[bytes], bytes]]:
+    """ftrace's kernel_stack event, what the ``stacktrace`` trigger writes:
+    its type id and ``addrs(payload)`` -> its return addresses as raw bytes
+    (u64 each, innermost first). The format says caller[8]; the record
+    holds ``size`` of them."""
+    fmt = EventFormat.load(root, "ftrace", "kernel_stack")
+    soff, coff = fmt.field("size").offset, fmt.field("caller").offset
+    i32 = struct.Struct("<i").unpack_from
+
+    def addrs(p) -> bytes:
+        n = max(0, min(i32(p, soff)[0], (len(p) - coff) // 8))
+        return bytes(p[coff:coff + 8 * n])
+    return fmt.id, addrs

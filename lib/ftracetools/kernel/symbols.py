@@ -1,5 +1,6 @@
 """Kernel function names from ``available_filter_functions``: matching
-globs, regular expressions and ``:mod:MODULE``, and close-match suggestions.
+globs, regular expressions and ``:mod:MODULE``, and close-match suggestions;
+kernel stacks (return addresses) named from /proc/kallsyms.
 """
 
 import bisect
@@ -7,12 +8,14 @@ import difflib
 import fnmatch
 import os
 import re
+import struct
 from collections import Counter
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from ftracetools.errors import ToolError, UsageError
+from ftracetools.host.maps import Kallsyms
 
-__all__ = ["INVALID_PREFIX", "parse_pattern", "load", "match", "suggest", "duplicates", "filter_indexes", "AddrMap", "match_all", "filter_text"]
+__all__ = ["INVALID_PREFIX", "parse_pattern", "load", "match", "suggest", "duplicates", "filter_indexes", "AddrMap", "match_all", "filter_text", "TRACING_FRAMES", "trim_tracing", "StackNames"]
 
 # A function glob: identifiers with * ? [..] and an optional :mod:MODULE.
 # No whitespace and no other ':' so nothing can become a trigger command
@@ -194,3 +197,41 @@ def filter_text(funcs: List[Tuple[str, str]], names: List[str],
     if len(names) <= by_index_over:
         return "\n".join(names)
     return " ".join(str(i) for i in filter_indexes(funcs, names))
+
+
+#: Frames of the tracing machinery itself, on top of a stack taken at an
+#: event (the tracepoint's, the trigger's, the syscall events' own).
+TRACING_FRAMES = ("trace_", "__trace", "__ftrace", "event_trigger", "stacktrace_trigger",
+                  "ftrace_", "perf_trace_", "perf_syscall_")
+
+
+def trim_tracing(frames: Tuple[str, ...]) -> Tuple[str, ...]:
+    """``frames`` (innermost first) without the tracing frames on top."""
+    i = 0
+    while i < len(frames) - 1 and frames[i].startswith(TRACING_FRAMES):
+        i += 1
+    return tuple(frames[i:])
+
+
+class StackNames:
+    """Kernel stacks as ftrace's kernel_stack records carry them (u64
+    return addresses, innermost first, as raw bytes) -> function names,
+    trimmed by ``trim``; each stack named once. /proc/kallsyms is read at
+    the first stack (about 0.1 s); where it hides addresses, frames are
+    shown as hex."""
+
+    def __init__(self, trim: Callable = trim_tracing, kallsyms: str = "/proc/kallsyms") -> None:
+        self.trim, self.path = trim, kallsyms
+        self.ksyms: Optional[Kallsyms] = None
+        self.named: Dict[bytes, Tuple[str, ...]] = {}
+
+    def names(self, raw: bytes) -> Tuple[str, ...]:
+        got = self.named.get(raw)
+        if got is None:
+            if self.ksyms is None:
+                self.ksyms = Kallsyms(self.path)
+            k = self.ksyms
+            addrs = struct.unpack("<%dQ" % (len(raw) // 8), raw)
+            got = self.named[raw] = self.trim(tuple(
+                k.name(a) if k.addrs else "0x%x" % a for a in addrs)) or ("[empty stack]",)
+        return got

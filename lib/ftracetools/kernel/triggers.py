@@ -28,7 +28,8 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ftracetools.kernel import tracefs
 
-__all__ = ["Table", "parse_hist", "read_hist", "name", "if_clause", "KernelLatency"]
+__all__ = ["Table", "parse_hist", "read_hist", "stack_frames", "name", "if_clause",
+           "KernelLatency"]
 
 _VAL = re.compile(r"([\w.]+):\s*(-?\d+)")
 # a key is "name:"; a stack field of a synthetic event prints as
@@ -86,6 +87,20 @@ def parse_hist(text: str) -> List[Table]:
                 totals[k] = int(v)
         tables.append(Table(entries, totals.get("Hits", 0), totals.get("Dropped", 0)))
     return tables
+
+
+_OFFSET = re.compile(r"\+0x[0-9a-fA-F]+(?:/0x[0-9a-fA-F]+)?")
+
+
+def stack_frames(text: str) -> Tuple[str, ...]:
+    """A stack key's frames (``__schedule+0x2ee/0x8b0 [mod]``, one a line,
+    innermost first) -> function names."""
+    out = []
+    for line in text.splitlines():
+        f = _OFFSET.sub("", line.strip()).split(" ", 1)[0]
+        if f:
+            out.append(f)
+    return tuple(out)
 
 
 def read_hist(session, system: str, event: str) -> List[Table]:
