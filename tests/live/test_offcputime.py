@@ -112,8 +112,23 @@ def has(row, *names) -> bool:
 def loop():
     if shutil.which("losetup") is None:
         pytest.skip("losetup not installed")
-    with loopdev.LoopDevice(size_mb=32) as d:
-        yield d
+    # In the guests /tmp is a tmpfs: the loop device's worker reads it at
+    # once and, under single-threaded emulation, completes each read before
+    # the reader gets to sleep (no D sleep at all on 6.1). There the backing
+    # file goes to the results directory, the host's, through the emulator:
+    # a read takes long enough that the reader waits, in D (else /tmp).
+    old = os.environ.get("FTT_LOOP_DIR")
+    rw = os.path.dirname(os.environ.get("FTT_VM_PROGRESS", ""))
+    if tooling.EMULATED and rw:
+        os.environ["FTT_LOOP_DIR"] = rw
+    try:
+        with loopdev.LoopDevice(size_mb=32) as d:
+            yield d
+    finally:
+        if old is None:
+            os.environ.pop("FTT_LOOP_DIR", None)
+        else:
+            os.environ["FTT_LOOP_DIR"] = old
 
 
 @pytest.mark.vm
