@@ -289,3 +289,32 @@ def test_undo_values():
     assert undo_value("buffer_size_kb", "7 (expanded: 1408)\n") == "1408"
     assert undo_value("buffer_size_kb", "4096\n") == "4096"
     assert undo_value("tracing_on", "1\n") == "1"
+
+
+def test_instance_probe_failures_are_said(fake, monkeypatch):
+    """The throw-away instance that learns which tracers instances allow:
+    one that cannot be made is the kernel's refusal, said as such (not
+    "not allowed inside an instance"), and one that cannot be removed is
+    named for the user, never left silently."""
+    import errno
+    from ftracetools.kernel import features
+    feat = Features(str(fake))
+    (fake / "available_tracers").write_text("function nop\n")
+    assert features.instance_tracers(feat) == []       # a plain directory here
+    assert os.listdir(str(fake / "instances")) == []
+
+    def refuse(path, *a):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(features.os, "mkdir", refuse)
+    with pytest.raises(ToolError, match=r"cannot make a trace instance .*ftracetools-probe-%d.*"
+                       "No space" % os.getpid()):
+        features.instance_tracers(feat)
+    monkeypatch.undo()
+    monkeypatch.setattr(tracefs, "require_root", lambda: None)
+
+    def busy(path):
+        raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
+    monkeypatch.setattr(features.os, "rmdir", busy)
+    monkeypatch.setattr(features.time, "sleep", lambda s: None)
+    with pytest.raises(ToolError, match="stays busy; remove it with rmdir"):
+        features.instance_tracers(feat)

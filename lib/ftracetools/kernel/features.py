@@ -6,8 +6,10 @@ no, the reason to show the user (``Features.why_not``). No kernel versions.
 
 import errno
 import os
+import time
 from typing import Dict, List, Optional
 
+from ftracetools.errors import ToolError
 from ftracetools.kernel import tracefs
 
 __all__ = ["FEATURES", "Features", "instance_tracers"]
@@ -136,17 +138,29 @@ def instance_tracers(feat: Features) -> List[str]:
 
     A throw-away instance is made and removed at once (mkdir/rmdir leaves
     nothing behind); reading another user's instance could make its rmdir
-    fail with EBUSY.
+    fail with EBUSY. Raises ToolError when the instance cannot be made
+    (the reason is the kernel's, not a missing tracer) or cannot be
+    removed (it is named, for the user to remove).
     """
-    d = feat.path("instances", "ftracetools-probe-%d" % os.getpid())
+    name = "ftracetools-probe-%d" % os.getpid()
+    d = feat.path("instances", name)
     try:
         os.mkdir(d)
-    except OSError:
-        return []
+    except OSError as e:
+        raise ToolError("cannot make a trace instance (instances/%s) to learn which "
+                        "tracers instances allow: %s" % (name, os.strerror(e.errno)))
     try:
         return feat.tracers(d)
     finally:
-        try:
-            os.rmdir(d)
-        except OSError:
-            pass
+        for _ in range(50):
+            try:
+                os.rmdir(d)
+                break
+            except OSError as e:
+                if e.errno != errno.EBUSY:
+                    raise ToolError("cannot remove the probe instance instances/%s: %s; "
+                                    "remove it with rmdir" % (name, os.strerror(e.errno)))
+                time.sleep(0.01)
+        else:
+            raise ToolError("the probe instance instances/%s stays busy; remove it with "
+                            "rmdir once its reader closes it" % name)
