@@ -78,14 +78,16 @@ def test_queued_latency_matches_kernel_ticks(loop):
 
 def test_issue_latency_is_within_the_kernel_ticks(loop):
     """Without -Q (the numpy path), from issue: every I/O counted, and the
-    summed latency a large part of the device's ticks (which start at
-    queue insert), never more."""
+    summed latency the device's ticks (which start at queue insert) less
+    the time between insert and issue, never more. On the loop device at
+    fio's depth 1 that time is small: measured 0.996-0.997 of the ticks in
+    4 runs here (-Q: 0.997-0.998); 0.9 leaves room for a busy host."""
     objs, d, err = _traced(loop, ["-d", loop.name], lambda: loop.fio("randrw", 3))
     ticks_ms = d["read_ticks"] + d["write_ticks"]
     total_ms = _sum(objs, "total") / 1000.0
     assert _sum(objs, "count") == d["read_ios"] + d["write_ios"]
     assert ticks_ms > 100
-    assert 0.5 * ticks_ms <= total_ms <= 1.02 * ticks_ms + 5, (total_ms, ticks_ms)
+    assert 0.9 * ticks_ms <= total_ms <= 1.02 * ticks_ms + 5, (total_ms, ticks_ms)
 
 
 @pytest.mark.parametrize("glob,field", [("*W*", "write_ios"), ("*R*", "read_ios")])
