@@ -23,6 +23,19 @@ SEED = int(os.environ.get("FTT_TORTURE_SEED", "1"))
 
 TRIALS = int(os.environ.get("FTT_TORTURE_TRIALS", "3"))
 
+# Under emulation (the VM tier's guests) each start of a function tracer
+# patches the whole kernel text: 15-40 s a trial for funcgraph, and a
+# guest's run was 2100 s. There the trial loops run half as often, the
+# signal matrix sends one gentle and one other signal per phase, and the
+# set-up faults use one errno per tool (all chosen from SEED, so a new
+# seed covers others); every path a tool takes is still tried.
+LEAN = tooling.EMULATED
+
+
+def trials(n):
+    """How many times to repeat a trial loop of n here."""
+    return n if not LEAN else max(1, n // 2)
+
 
 # How each tool runs in the torture suite (a streaming or interval mode
 # that runs until signalled), and what the kernel must offer for it.

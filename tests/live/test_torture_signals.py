@@ -17,8 +17,8 @@ import pytest
 import tooling
 import torture_stats as stats
 import tracestate
-from torture import (SEED, TRIALS, TOOLS, tool_params, check_same, no_traceback, spawn,
-                     ended_within)
+from torture import (LEAN, SEED, TRIALS, TOOLS, tool_params, check_same, no_traceback, spawn,
+                     ended_within, trials)
 
 
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE]
@@ -59,7 +59,10 @@ def test_signal_matrix(tool, phase, tracefs_root):
     tool said it was there and was still running when the signal went."""
     rng = random.Random("%s-%s-%d" % (tool, phase, SEED))
     before = tracestate.snapshot(tracefs_root)
-    for sig in SIGNALS:
+    sigs = SIGNALS
+    if LEAN:
+        sigs = [rng.choice(GENTLE), rng.choice([s for s in SIGNALS if s not in GENTLE])]
+    for sig in sigs:
         what = "%s, signal %d during %s" % (tool, sig, phase)
         p = spawn(tool, TOOLS[tool][0], slow=0 if phase == "streaming" else SLOW)
         seen = wait_for(p, {"setup": "setting up", "streaming": "Tracing",
@@ -90,7 +93,7 @@ def test_sigint_as_soon_as_tracing(tool, tracefs_root):
     last summary still comes out (iolatency's numpy path, which loads numpy
     in its first round, died here in 8 runs of 10 in a CI run)."""
     before = tracestate.snapshot(tracefs_root)
-    for _ in range(TRIALS):
+    for _ in range(trials(TRIALS)):
         p = spawn(tool, TOOLS[tool][0])
         for line in p.stderr:
             if line.startswith("Tracing"):
@@ -129,7 +132,7 @@ def test_sigkill_at_random_moments(tool, tracefs_root):
     tool restores what was left, says so, and the state is as before."""
     rng = random.Random("%s-kill-%d" % (tool, SEED))
     before = tracestate.snapshot(tracefs_root)
-    for _ in range(TRIALS * 2):
+    for _ in range(trials(TRIALS * 2)):
         p = spawn(tool, TOOLS[tool][0])
         time.sleep(rng.uniform(0.0, 0.8) * tooling.SCALE)
         p.kill()
