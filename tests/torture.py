@@ -7,16 +7,15 @@ FTT_TORTURE_TRIALS. Counters are printed as a table at the end of the run
 """
 
 import contextlib
-import errno
 import os
 import subprocess
-import time
 
 import pytest
 
 import tooling
 import torture_stats as stats
 import tracestate
+from ftracetools.kernel import tracefs
 
 SEED = int(os.environ.get("FTT_TORTURE_SEED", "1"))
 
@@ -82,21 +81,8 @@ def hand_made_instance(root, name, settings=(("events/sched/sched_switch/enable"
                 fh.write(v)
         yield path
     finally:
-        remove_instance(path)
-
-
-def remove_instance(path, tries=100):
-    """rmdir an instance, waiting out EBUSY: a snapshot of tracefs taken by
-    another test session at that moment holds its files open briefly."""
-    for _ in range(tries - 1):
-        try:
-            os.rmdir(path)
-            return
-        except OSError as e:
-            if e.errno != errno.EBUSY:
-                raise
-            time.sleep(0.02)
-    os.rmdir(path)
+        # (another test session's snapshot may hold its files briefly)
+        tracefs.rmdir(path, tries=100)
 
 
 def recorded(instance):

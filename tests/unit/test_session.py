@@ -314,7 +314,7 @@ def test_instance_probe_failures_are_said(fake, monkeypatch):
 
     def busy(path):
         raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
-    monkeypatch.setattr(features.os, "rmdir", busy)
-    monkeypatch.setattr(features.time, "sleep", lambda s: None)
-    with pytest.raises(ToolError, match="stays busy; remove it with rmdir"):
+    monkeypatch.setattr(tracefs.os, "rmdir", busy)
+    monkeypatch.setattr(tracefs.time, "sleep", lambda s: None)
+    with pytest.raises(ToolError, match="busy; remove it with rmdir once its reader closes it"):
         features.instance_tracers(feat)

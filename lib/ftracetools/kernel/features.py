@@ -6,7 +6,6 @@ no, the reason to show the user (``Features.why_not``). No kernel versions.
 
 import errno
 import os
-import time
 from typing import Dict, List, Optional
 
 from ftracetools.errors import ToolError
@@ -152,15 +151,10 @@ def instance_tracers(feat: Features) -> List[str]:
     try:
         return feat.tracers(d)
     finally:
-        for _ in range(50):
-            try:
-                os.rmdir(d)
-                break
-            except OSError as e:
-                if e.errno != errno.EBUSY:
-                    raise ToolError("cannot remove the probe instance instances/%s: %s; "
-                                    "remove it with rmdir" % (name, os.strerror(e.errno)))
-                time.sleep(0.01)
-        else:
-            raise ToolError("the probe instance instances/%s stays busy; remove it with "
-                            "rmdir once its reader closes it" % name)
+        try:
+            tracefs.rmdir(d)
+        except OSError as e:
+            raise ToolError("cannot remove the probe instance instances/%s: %s; remove it "
+                            "with rmdir%s" % (name, os.strerror(e.errno),
+                                              " once its reader closes it"
+                                              if e.errno == errno.EBUSY else ""))

@@ -10,7 +10,6 @@ import errno
 import fcntl
 import json
 import os
-import time
 from typing import Callable, Dict, List, Optional
 
 from ftracetools.kernel import rundir
@@ -29,26 +28,16 @@ def apply(root: str, step: Dict[str, str]) -> Optional[str]:
     op = step["op"]
     try:
         if op == "rmdir":
-            for _ in range(50):
-                try:
-                    os.rmdir(p)
-                    break
-                except OSError as e:
-                    # A reader we just closed may still hold a reference.
-                    if e.errno != errno.EBUSY:
-                        raise
-                    time.sleep(0.01)
-            else:
-                try:
-                    os.rmdir(p)
-                except OSError as e:
-                    if e.errno != errno.EBUSY:
-                        raise
-                    who = tracefs.holders((), [p])
-                    return ("%s: busy%s; it is removed by the next run of any "
-                            "tool once they close it" % (
-                                step["path"], (": held open by " + tracefs.describe_holders(who))
-                                if who else ""))
+            try:
+                tracefs.rmdir(p)
+            except OSError as e:
+                if e.errno != errno.EBUSY:
+                    raise
+                who = tracefs.holders((), [p])
+                return ("%s: busy%s; it is removed by the next run of any "
+                        "tool once they close it" % (
+                            step["path"], (": held open by " + tracefs.describe_holders(who))
+                            if who else ""))
         elif op == "write":
             tracefs.write(p, step["value"])
         elif op == "append":

@@ -3,12 +3,13 @@
 import errno
 import os
 import subprocess
+import time
 from typing import Iterable, List, Optional, Tuple
 
 from ftracetools import switches
 from ftracetools.errors import ToolError
 
-__all__ = ["DEFAULT", "DEBUGFS", "require_root", "find_tracefs", "explain", "holders", "describe_holders", "read", "read_opt", "write", "ftrace_enabled"]
+__all__ = ["DEFAULT", "DEBUGFS", "require_root", "find_tracefs", "explain", "holders", "describe_holders", "read", "read_opt", "write", "rmdir", "ftrace_enabled"]
 
 DEFAULT = "/sys/kernel/tracing"
 DEBUGFS = "/sys/kernel/debug"
@@ -159,6 +160,22 @@ def write(path: str, value: str, append: bool = False) -> None:
             data = data[n:]
     finally:
         os.close(fd)
+
+
+def rmdir(path: str, tries: int = 50) -> None:
+    """Remove an instance, waiting out EBUSY (10 ms at a time, ``tries``
+    times): a reader that just closed its files, or a snapshot of tracefs
+    taken elsewhere at that moment, still holds a reference briefly.
+    Raises the last OSError."""
+    for _ in range(tries - 1):
+        try:
+            os.rmdir(path)
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                raise
+            time.sleep(0.01)
+    os.rmdir(path)
 
 
 def ftrace_enabled() -> bool:
