@@ -149,6 +149,9 @@ class LoopDevice(BlockDevice):
                 if out.returncode:
                     raise OSError(out.stderr.strip())
                 self.path = out.stdout.strip()
+                # The device holds the file open: unlinked now, an
+                # interrupted run leaves no 64 MB file behind.
+                self._unlink()
                 break
             except OSError as e:  # read-only, no fallocate, loop refuses it
                 errs.append("%s: %s" % (d, e))

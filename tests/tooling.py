@@ -14,6 +14,10 @@ from typing import List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+# The tests' own scripts (workloads run as ``python test_X.py MODE``) import
+# the library too, without pytest's conftest: nothing is installed.
+if os.path.join(REPO, "lib") not in sys.path:
+    sys.path.insert(0, os.path.join(REPO, "lib"))
 SCALE = float(os.environ.get("FTT_TIME_SCALE", "1"))
 # Limits only (how long to wait for a tool to start or end, never a sleep):
 # under QEMU's software emulation (the VM tier sets FTT_LIMIT_SCALE)
