@@ -102,6 +102,7 @@ def trace(session, source, targets, *, tool: str, what: str,
     why = "signal"
 
     def drain() -> None:
+        targets.follow()        # a cgroup's tasks that joined it
         source.drain()
         sys.stdout.flush()      # what a streaming source printed
     try:

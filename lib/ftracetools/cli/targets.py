@@ -1,7 +1,17 @@
 """What to trace: ``-p PID`` (every thread, and the threads and children
 it makes), ``-L TID`` (one thread), ``-c COMMAND`` (run from its start),
-``-C CPUS``; or everything. The same options, words and rules in every
-tool.
+``--cgroup PATH`` (the tasks of a cgroup v2 and its descendants),
+``-C CPUS``; or everything. ``--pidns PID``: the PID of ``-p`` or ``-L``
+is as seen inside the PID namespace of process PID. The same options,
+words and rules in every tool.
+
+A cgroup is followed through the PID filter: the kernel adds the
+children its tasks fork (the fork options); ``follow()``, every tick of
+the tracing loop, reads ``cgroup.threads`` of the subtree again and
+hands the tasks that joined to the PID filter and to what the engines
+keep (``on_join``). A task that joins is traced from the next tick on; a
+cgroup removed while tracing ends the run (exit 1, after the last
+report).
 
 A command (``-c``) runs with the tool's stdin and stderr; its stdout is
 the tool's, except with ``--json``, where it goes to stderr so that the
@@ -13,16 +23,18 @@ user told. The tool exits with the command's status when the command
 failed on its own (as ``time`` and ``strace`` do).
 """
 
+import os
 import signal
 from typing import Callable, Dict, List, Optional, Set
 
-from ftracetools.errors import UsageError
+from ftracetools.errors import ToolError, UsageError
+from ftracetools.host import cgroups
 from ftracetools.host import cpus as cpulib
 from ftracetools.host import procs
 
 __all__ = ["Targets"]
 
-TARGET_OPTIONS = ("-p", "-L", "-c")
+TARGET_OPTIONS = ("-p", "-L", "-c", "--cgroup")
 
 
 class Targets:
@@ -41,6 +53,24 @@ class Targets:
         self.cmdline = cmd
         self.json = json
         self.command: Optional[procs.Command] = None
+        self.cgroup = args.get("--cgroup")
+        self.cgroup_dir = cgroups.resolve(self.cgroup) if self.cgroup is not None else None
+        self.known: Set[int] = set()     # threads of the cgroup handed on so far
+        self.gone = False
+        self._joiners: List[Callable[[List[int]], None]] = []
+        self.pidns: Optional[int] = None
+        self.ns_level = 0
+        if args.get("--pidns") is not None:
+            self.pidns = procs.parse_pid(args["--pidns"], "--pidns")
+            if self.pid is None and self.tid is None:
+                raise UsageError("--pidns needs -p or -L",
+                                 "--pidns PID -p NSPID: NSPID as seen inside the PID "
+                                 "namespace of process PID")
+            self.ns_level = cgroups.ns_level(self.pidns)[1]
+            if self.pid is not None:
+                self.pid = cgroups.host_pid(self.pid, self.pidns, "-p")
+            if self.tid is not None:
+                self.tid = cgroups.host_pid(self.tid, self.pidns, "-L", threads=True)
         if self.pid is not None:
             procs.threads(self.pid)  # exists now, or a clear error
         if self.tid is not None:
@@ -50,7 +80,8 @@ class Targets:
 
     @property
     def filtered(self) -> bool:
-        return self.pid is not None or self.tid is not None or self.cmdline is not None
+        return self.pid is not None or self.tid is not None or self.cmdline is not None \
+            or self.cgroup_dir is not None
 
     def tids(self) -> List[int]:
         """The thread ids to put in a PID filter (starts the command)."""
@@ -62,7 +93,47 @@ class Targets:
             if self.command is None:
                 self.command = procs.Command(self.cmdline, stdout_to_stderr=self.json)
             return [self.command.pid]
+        if self.cgroup_dir is not None:
+            found = self._cgroup_threads()
+            if not found:
+                raise ToolError("--cgroup %s: no tasks in it: nothing to trace; start "
+                                "one in it first" % self.cgroup_dir)
+            self.known.update(found)
+            return sorted(found)
         return []
+
+    def _cgroup_threads(self) -> Set[int]:
+        found = cgroups.subtree_threads(self.cgroup_dir)
+        if found is None:
+            self.gone = True
+            return set()
+        return set(found)
+
+    def on_join(self, add: Callable[[List[int]], None]) -> None:
+        """``add(tids)`` is told of the threads that join the cgroup (or
+        are forked in it) after ``tids()`` listed it."""
+        if self.cgroup_dir is not None:
+            self._joiners.append(add)
+
+    def follow(self) -> List[int]:
+        """Read the cgroup's threads again (every tick of the loop) and
+        hand on those not seen before; returns them."""
+        if self.cgroup_dir is None or self.gone:
+            return []
+        new = sorted(self._cgroup_threads() - self.known)
+        if new:
+            self.known.update(new)
+            for add in self._joiners:
+                add(new)
+        return new
+
+    def ns_pid(self, pid: int) -> Optional[int]:
+        """With --pidns: the task's PID inside that namespace (None if it
+        has none there, or is gone)."""
+        if self.pidns is None:
+            return None
+        chain = cgroups.nspid_of(pid)
+        return chain[self.ns_level] if chain and len(chain) > self.ns_level else None
 
     def arm(self, session, pid_file: str = "set_event_pid",
             fork_option: Optional[str] = "event-fork") -> None:
@@ -85,6 +156,9 @@ class Targets:
             extra = sorted(set(procs.threads(self.pid)) - set(tids)) if procs.alive(self.pid) else []
             if extra:
                 session.add_pids(pid_file, extra)
+        if self.cgroup_dir is not None:
+            self.on_join(lambda new: session.add_pids(pid_file, new))
+            self.follow()   # the same, and what joined meanwhile
 
     def go(self) -> None:
         """Tracing is live: let the command run (a CommandError if it cannot)."""
@@ -99,6 +173,9 @@ class Targets:
             return procs.alive(self.pid)
         if self.tid is not None:
             return procs.alive(self.tid)
+        if self.cgroup_dir is not None:
+            self.gone = self.gone or not os.path.isdir(self.cgroup_dir)
+            return not self.gone
         return True
 
     def end(self, warn: Callable[[str], None], signalled: bool = False) -> int:
@@ -108,6 +185,10 @@ class Targets:
         ended by a signal, which a command in its process group had too
         (Ctrl-C at a terminal): its death by that signal is no failure."""
         c = self.command
+        if self.gone:
+            warn("--cgroup %s: the cgroup was removed while tracing: traced until then"
+                 % self.cgroup_dir)
+            return 1
         if c is None:
             return 0
         if c.end():
@@ -125,4 +206,6 @@ class Targets:
             return "TID %d" % self.tid
         if self.cmdline is not None:
             return "command %s" % self.cmdline
+        if self.cgroup_dir is not None:
+            return "cgroup %s" % self.cgroup_dir
         return ""

@@ -14,7 +14,7 @@ import os
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ftracetools.errors import UsageError
-from ftracetools.host import maps, procs
+from ftracetools.host import cgroups, maps, procs
 from ftracetools.kernel import filters, triggers
 from ftracetools.kernel.formats import EventFormat
 from ftracetools.ring import pages
@@ -30,7 +30,7 @@ __all__ = ["PROT", "WRITE", "USER", "FETCH", "COLS", "BY_KEYS", "parse_kinds",
 PROT, WRITE, USER, FETCH = 1, 2, 4, 16
 KIND_FILTERS = {"read": "!(error_code & 18)", "write": WRITE, "exec": FETCH,
                 "prot": PROT, "np": "!(error_code & 1)"}
-BY_KEYS = ("mapping", "location", "kfunc")
+BY_KEYS = ("mapping", "location", "kfunc", "cgroup")
 # handle_mm_fault's return (enum vm_fault_reason) and flags (enum fault_flag).
 VM_FAULT_MAJOR, VM_FAULT_RETRY, VM_FAULT_ERROR = 0x4, 0x400, 0x873
 FAULT_FLAG_TRIED = 0x20
@@ -102,6 +102,7 @@ class Counts:
         self.who: Dict[int, Tuple[int, str]] = {}               # tid -> (tgid, comm)
         self.maps: Optional[maps.ProcessMaps] = None
         self.ksyms: Optional[maps.Kallsyms] = None
+        self.cgroups: Optional[cgroups.Lookup] = None
 
     def add_records(self, words, pid_w: int, code_w: int, size: int) -> None:
         self.raw.update(zip(words[1::size], words[pid_w::size], words[code_w::size]))
@@ -121,6 +122,10 @@ class Counts:
                 row[i] += v
 
     def key(self, tid: int, kernel: bool, address: int, ip: int) -> str:
+        if self.by == "cgroup":     # the path, read once per task an interval
+            if self.cgroups is None:
+                self.cgroups = cgroups.Lookup()
+            return self.cgroups.of(tid) or "?"
         if self.maps is None:
             self.maps = maps.ProcessMaps()
         if self.by == "mapping":
@@ -154,6 +159,8 @@ class Counts:
                 row.extend([0, 0][len(row) - len(COLS):])
                 row[len(COLS) + (name == "minor")] += n
         rows = sorted(self.rows.items(), key=lambda kv: (-kv[1][0], str(kv[0])))
+        if self.cgroups is not None:    # read again next interval: tasks move
+            self.cgroups.keep(())
         self.raw.clear(), self.major.clear(), self.minor.clear()
         self.rows = {}
         self.who = {t: self.who[t] for t in seen}

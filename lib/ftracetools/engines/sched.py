@@ -548,6 +548,8 @@ class _Sched(Source):
         # following forks; with set_event_pid this kernel (6.18) now and
         # then drops a switch into a traced task (about 1 in 10^4).
         self.keep: Optional[Set[int]] = set(targets.tids()) if targets.filtered else None
+        if self.keep is not None:
+            targets.on_join(self.keep.update)     # --cgroup: tasks that join it
         self.start_ns = time.monotonic_ns()
         self.h: Dict[int, Callable] = {}
         self.readers: List[RawReader] = []
@@ -638,8 +640,10 @@ class Books(_Sched):
     counted as arrays (``ArrayPath``)."""
 
     def __init__(self, s, targets, cpus, kb: int, hist: Optional["Hists"] = None,
-                 slices: bool = False, stream: bool = False) -> None:
+                 slices: bool = False, stream: bool = False, cgroups=None) -> None:
         super().__init__(s, targets, cpus, kb)
+        # (a host.cgroups.Lookup: each task's cgroup, read while it lives)
+        self.cgroups = cgroups
         self.hists, self.kernel = hist, None
         if hist is not None and not (slices or stream or hist.by == "cpu" or self.keep
                                      is not None) \
@@ -711,6 +715,8 @@ class Books(_Sched):
             self.arrays.advance(time.monotonic_ns() - HOLD_NS)
         else:
             super().drain()
+        if self.cgroups is not None:
+            self.cgroups.see(self.tr.tasks)
 
     def finish(self, why: str) -> None:
         if self.kernel is not None:
@@ -743,6 +749,8 @@ class Books(_Sched):
         return cut
 
     def reset(self) -> None:
+        if self.cgroups is not None:    # read again: a task may move
+            self.cgroups.keep(())
         self.tr.tasks = {}
         if self.hists is not None:
             self.hists.vals = {}

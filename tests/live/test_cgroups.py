@@ -1,0 +1,361 @@
+"""--cgroup, --by cgroup and --pidns against the kernel's own accounting.
+
+Child cgroups are made under the cgroup2 mount (found in
+/proc/self/mountinfo here, independently of the tools) and removed at
+the end of each test, however it ends; workloads are moved in by writing
+their PID to cgroup.procs. What a tool reports per task or per cgroup is
+compared with the deltas of /proc/PID/status (voluntary and nonvoluntary
+context switches) and /proc/PID/stat (minflt, majflt), as in
+test_schedtrace.py and test_pagefaults.py, whose workloads these are.
+PID namespaces are made with ``unshare --pid --fork --mount-proc``.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import tooling
+from test_pagefaults import WORKLOAD, Workload as FaultWorkload
+from test_schedtrace import Workload as PingPong, settled
+
+# How long to wait after moving a task into a traced cgroup before it
+# works: the tools read the cgroup's threads again every tick of their
+# loop (0.05-0.25 s). Measured on the 6.18 host, 20 joins each of a task
+# faulting or sleeping once a millisecond: pagefaults (the kernel's PID
+# filter) missed at most 0.16 s after the move (mean 0.06 s); schedtrace
+# -s (every switch read, the tasks picked in the tool) missed nothing and
+# counted up to 0.18 s before the move (events not yet read).
+JOIN_WINDOW = 0.5 * tooling.SCALE
+
+
+def first_mount(fstype: str):
+    """Where the first file system of this type is mounted (mountinfo:
+    the mount point is field 5, the type follows the "-")."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-", 6)
+            if fields[sep + 1] == fstype:
+                return fields[4]
+    return None
+
+
+class Cgroups:
+    """Child cgroups of the cgroup2 root made by one test; ``remove``
+    moves what is left in them back to the root and removes them."""
+
+    def __init__(self, top: str) -> None:
+        self.top, self.made = top, []
+
+    def make(self, name: str) -> str:
+        path = os.path.join(self.top, "ftt-test-%d-%s" % (os.getpid(), name))
+        os.mkdir(path)
+        self.made.append(path)
+        return path
+
+    @staticmethod
+    def move(path: str, pid: int) -> None:
+        with open(os.path.join(path, "cgroup.procs"), "w") as f:
+            f.write(str(pid))
+
+    @staticmethod
+    def procs(path: str):
+        with open(os.path.join(path, "cgroup.procs")) as f:
+            return [int(x) for x in f.read().split()]
+
+    def rel(self, path: str) -> str:
+        """As /proc/PID/cgroup names it."""
+        return "/" + os.path.relpath(path, self.top)
+
+    def remove(self) -> None:
+        for path in reversed(self.made):
+            if not os.path.isdir(path):
+                continue
+            for pid in self.procs(path):
+                try:
+                    self.move(self.top, pid)
+                except OSError:
+                    pass
+            for _ in range(50):
+                try:
+                    os.rmdir(path)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+
+
+@pytest.fixture
+def cg():
+    top = first_mount("cgroup2")
+    if top is None:
+        pytest.skip("no cgroup2 file system mounted")
+    c = Cgroups(top)
+    try:
+        yield c
+    finally:
+        c.remove()
+    assert not [p for p in c.made if os.path.isdir(p)], "cgroups left behind"
+
+
+@contextlib.contextmanager
+def closing(*workloads):
+    """The workloads, closed however the block ends."""
+    try:
+        yield workloads
+    finally:
+        for w in workloads:
+            w.close()
+
+
+class Holder:
+    """A sleeping process that keeps a cgroup non-empty."""
+
+    def __init__(self, cg: Cgroups, path: str) -> None:
+        self.p = subprocess.Popen(["sleep", "600"])
+        cg.move(path, self.p.pid)
+
+    def close(self) -> None:
+        self.p.kill()
+        self.p.wait()
+
+
+def summaries(out: str):
+    rows = [json.loads(l) for l in out.splitlines() if l.strip()]
+    assert len(rows) == 1, out
+    assert rows[0]["lost"] == 0
+    return rows[0]
+
+
+def sched_traced(w, *args, join=None):
+    """schedtrace -s --json ARGS around one run of the ping-pong ``w``
+    (with ``join``, a cgroup, moved into it once tracing runs): the
+    tool's tasks, the kernel's deltas per task, and stderr."""
+    t = tooling.start("schedtrace", "-s", "--json", *args)
+    if join is not None:
+        Cgroups.move(join, w.pid)
+        time.sleep(JOIN_WINDOW)
+    before = settled(w.pid)
+    w.run()
+    after = {w.pid: settled(w.pid), w.child: settled(w.child)}
+    rc, out, err = t.stop(signal.SIGINT)
+    assert rc == 0, err
+    delta = {w.pid: {k: after[w.pid][k] - before[k] for k in before},
+             w.child: after[w.child]}
+    return {x["pid"]: x for x in summaries(out)["tasks"]}, delta, err
+
+
+def same_switches(tasks, delta) -> None:
+    for pid, k in delta.items():
+        assert tasks[pid]["voluntary"] == k["voluntary"], (pid, tasks[pid], k)
+        assert tasks[pid]["involuntary"] == k["involuntary"], (pid, tasks[pid], k)
+
+
+def test_schedtrace_counts_exactly_the_cgroups_tasks(cg):
+    """A ping-pong in the cgroup (the child forked in it once tracing
+    runs), a busy task outside: the switches of exactly the two, equal to
+    /proc/PID/status's."""
+    path = cg.make("sched")
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    w = PingPong()
+    try:
+        cg.move(path, w.pid)
+        settled(w.pid)
+        tasks, delta, err = sched_traced(w, "--cgroup", cg.rel(path)[1:])
+    finally:
+        w.close()
+        busy.kill()
+        busy.wait()
+    assert "of cgroup %s." % path in err, err
+    assert set(tasks) == {w.pid, w.child}, tasks
+    same_switches(tasks, delta)
+    assert busy.pid not in tasks
+
+
+def test_pagefaults_counts_equal_minflt(cg):
+    path = cg.make("faults")
+    w = FaultWorkload()
+    try:
+        cg.move(path, w.pid)
+        outside = FaultWorkload()
+        try:
+            t = tooling.start("pagefaults", "--json", "--cgroup", path)
+            minflt, majflt = w.measured("touch 300 700")
+            outside.measured("touch 0 500")
+            rc, out, err = t.stop(signal.SIGINT)
+        finally:
+            outside.close()
+    finally:
+        w.close()
+    assert rc == 0, err
+    rows = {p["pid"]: p for p in summaries(out)["processes"]}
+    assert minflt >= 1000
+    assert set(rows) == {w.pid}, rows
+    assert rows[w.pid]["faults"] == minflt + majflt
+
+
+def test_pagefaults_by_cgroup_splits_two(cg):
+    a, b = cg.make("a"), cg.make("b")
+    wa, wb = FaultWorkload(), FaultWorkload()
+    try:
+        cg.move(a, wa.pid)
+        cg.move(b, wb.pid)
+        t = tooling.start("pagefaults", "--json", "--by", "cgroup")
+        ka = wa.measured("touch 0 700")
+        kb = wb.measured("touch 200 100")
+        rc, out, err = t.stop(signal.SIGINT)
+        t = tooling.start("pagefaults", "--by", "cgroup")
+        wa.measured("touch 0 10")
+        rc2, text, err2 = t.stop(signal.SIGINT)
+    finally:
+        wa.close()
+        wb.close()
+    assert rc == 0 and rc2 == 0, err + err2
+    rows = {r["cgroup"]: r for r in summaries(out)["rows"]}
+    assert rows[cg.rel(a)]["faults"] == sum(ka)
+    assert rows[cg.rel(b)]["faults"] == sum(kb)
+    assert rows[cg.rel(a)]["name"] == os.path.basename(a)
+    # text: the short name in the last column
+    assert any(l.split()[-1] == os.path.basename(a) for l in text.splitlines()[1:]), text
+
+
+def test_schedtrace_by_cgroup_splits_two(cg):
+    a, b = cg.make("sa"), cg.make("sb")
+    with closing(PingPong(1000), PingPong(2000)) as (wa, wb):
+        cg.move(a, wa.pid)
+        cg.move(b, wb.pid)
+        settled(wa.pid)
+        settled(wb.pid)
+        t = tooling.start("schedtrace", "-s", "--json", "--by", "cgroup")
+        before = {w.pid: settled(w.pid) for w in (wa, wb)}
+        wa.run()
+        wb.run()
+        after = {w: (settled(w.pid), settled(w.child)) for w in (wa, wb)}
+        rc, out, err = t.stop(signal.SIGINT)
+    assert rc == 0, err
+    rows = {r["cgroup"]: r for r in summaries(out)["cgroups"]}
+    for w, path in ((wa, a), (wb, b)):
+        p, c = after[w]
+        k = sum(p[x] - before[w.pid][x] + c[x] for x in ("voluntary", "involuntary"))
+        r = rows[cg.rel(path)]
+        assert r["tasks"] == 2, r
+        assert r["switches"] == k, (r, k)
+        assert r["name"] == os.path.basename(path)
+
+
+def test_task_moved_in_is_counted_from_the_next_tick(cg):
+    """Faults before the move are not counted; those made JOIN_WINDOW
+    after it all are."""
+    path = cg.make("join")
+    h = Holder(cg, path)
+    w = FaultWorkload()
+    try:
+        t = tooling.start("pagefaults", "--json", "--cgroup", path)
+        w.measured("touch 0 300")      # outside: not counted
+        cg.move(path, w.pid)
+        time.sleep(JOIN_WINDOW)
+        minflt, majflt = w.measured("touch 0 500")
+        rc, out, err = t.stop(signal.SIGINT)
+    finally:
+        w.close()
+        h.close()
+    assert rc == 0, err
+    rows = {p["pid"]: p for p in summaries(out)["processes"]}
+    assert rows[w.pid]["faults"] == minflt + majflt
+
+
+def test_schedtrace_follows_a_task_moved_in_and_its_child(cg):
+    path = cg.make("sjoin")
+    h = Holder(cg, path)
+    w = PingPong()
+    try:
+        tasks, delta, err = sched_traced(w, "--cgroup", path, join=path)
+    finally:
+        w.close()
+        h.close()
+    same_switches(tasks, delta)
+
+
+def test_cgroup_removed_while_tracing(cg):
+    path = cg.make("gone")
+    h = Holder(cg, path)
+    try:
+        t = tooling.start("pagefaults", "--cgroup", path)
+        cg.move(cg.top, h.p.pid)
+        os.rmdir(path)
+        rc, out, err = t.wait(10)
+    finally:
+        h.close()
+    assert rc == 1, err
+    lines = [l for l in err.splitlines() if not l.startswith("Tracing")
+             and "MAJOR/MINOR" not in l]
+    assert lines == ["pagefaults: --cgroup %s: the cgroup was removed while tracing: "
+                     "traced until then" % path], err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("what", ["not-a-cgroup", "v1", "missing", "a-file"])
+def test_bad_cgroup_paths(cg, what, tmp_path):
+    path = {"not-a-cgroup": str(tmp_path), "v1": first_mount("cgroup"), "missing": "ftt-no-such",
+            "a-file": os.path.join(cg.top, "cgroup.procs")}[what]
+    if path is None:
+        pytest.skip("no cgroup v1 hierarchy mounted")
+    why = {"not-a-cgroup": "not a cgroup", "v1": "a cgroup v1 hierarchy",
+           "missing": "no such cgroup", "a-file": "not a cgroup"}[what]
+    for tool in ("schedtrace", "pagefaults"):
+        p = tooling.run(tool, "--cgroup", path, "-d", "1")
+        lines = p.stderr.splitlines()
+        assert p.returncode == 2, p.stderr
+        assert len(lines) == 2 and lines[0].startswith("%s: --cgroup %s: %s"
+                                                       % (tool, path, why)), p.stderr
+
+
+def test_empty_cgroup_is_refused(cg):
+    path = cg.make("empty")
+    p = tooling.run("pagefaults", "--cgroup", path, "-d", "1")
+    assert p.returncode == 1
+    assert p.stderr.splitlines() == ["pagefaults: --cgroup %s: no tasks in it: nothing to "
+                                     "trace; start one in it first" % path], p.stderr
+
+
+class NsWorkload(FaultWorkload):
+    """The fault workload as PID 1 of a new PID namespace."""
+
+    def __init__(self):
+        self.outer = subprocess.Popen(
+            ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", WORKLOAD],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.p = self.outer
+        end = time.monotonic() + 10
+        kids = ""
+        while not kids and time.monotonic() < end:
+            with open("/proc/%d/task/%d/children" % (self.outer.pid, self.outer.pid)) as f:
+                kids = f.read().split()
+            time.sleep(0.01)
+        self.pid = int(kids[0])
+        self.do("touch 1 1")
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="no unshare(1)")
+def test_pidns_pid_1_is_the_right_host_task():
+    w = NsWorkload()
+    try:
+        with open("/proc/%d/status" % w.pid) as f:
+            nspid = [l.split()[1:] for l in f if l.startswith("NSpid:")][0]
+        assert nspid[-1] == "1" and int(nspid[0]) == w.pid
+        t = tooling.start("pagefaults", "--json", "--pidns", str(w.pid), "-p", "1")
+        minflt, majflt = w.measured("touch 0 400")
+        rc, out, err = t.stop(signal.SIGINT)
+    finally:
+        w.close()
+    assert rc == 0, err
+    assert "of PID %d." % w.pid in err, err
+    rows = summaries(out)["processes"]
+    assert [(r["pid"], r["nspid"]) for r in rows] == [(w.pid, 1)], rows
+    assert rows[0]["faults"] == minflt + majflt
