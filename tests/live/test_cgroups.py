@@ -324,6 +324,77 @@ def test_empty_cgroup_is_refused(cg):
                                      "trace; start one in it first" % path], p.stderr
 
 
+SLEEPER = r"""
+import re, sys, time
+def vol():
+    with open("/proc/self/status") as f:
+        return int(re.search(r"\nvoluntary_ctxt_switches:\s+(\d+)", f.read()).group(1))
+print("ready", flush=True)
+n = int(sys.stdin.readline())
+before = vol()
+for _ in range(n):
+    time.sleep(0.001)
+print(vol() - before, flush=True)
+sys.stdin.readline()
+"""
+
+
+class Sleeper:
+    """Sleeps N times a millisecond (N clock_nanosleep calls) when told,
+    and says how many voluntary switches the kernel counted meanwhile."""
+
+    def __init__(self) -> None:
+        self.p = subprocess.Popen([sys.executable, "-c", SLEEPER], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        assert self.p.stdout.readline() == "ready\n"
+        self.pid = self.p.pid
+
+    def sleep(self, n: int) -> int:
+        self.p.stdin.write("%d\n" % n)
+        self.p.stdin.flush()
+        return int(self.p.stdout.readline())
+
+    def close(self) -> None:
+        self.p.kill()
+        self.p.wait()
+
+
+def test_offcputime_sleeps_of_the_cgroup(cg):
+    """Each sleep of the task in the cgroup is one voluntary switch of
+    /proc/self/status; a task sleeping as often outside is absent."""
+    path = cg.make("off")
+    with closing(Sleeper(), Sleeper()) as (w, outside):
+        cg.move(path, w.pid)
+        t = tooling.start("offcputime", "--json", "--cgroup", path)
+        k = w.sleep(300)
+        outside.sleep(300)
+        rc, out, err = t.stop(signal.SIGINT)
+    assert rc == 0, err
+    stacks = json.loads(out.splitlines()[-1])["stacks"]
+    assert {s["pid"] for s in stacks} == {w.pid}, stacks
+    assert sum(s["sleeps"] for s in stacks if "do_nanosleep" in s["frames"]) == k >= 300
+
+
+def test_funccount_tracepoint_hits_of_the_cgroup(cg):
+    """clock_nanosleep entered 300 times by the task in the cgroup and
+    joined later by a task that enters it 200 times more; a task outside
+    entering it as often is not counted."""
+    path = cg.make("fc")
+    with closing(Sleeper(), Sleeper(), Sleeper()) as (w, late, outside):
+        cg.move(path, w.pid)
+        t = tooling.start("funccount", "--json", "--cgroup", path,
+                          "t:syscalls:sys_enter_clock_nanosleep")
+        w.sleep(300)
+        outside.sleep(300)
+        cg.move(path, late.pid)
+        time.sleep(JOIN_WINDOW)
+        late.sleep(200)
+        rc, out, err = t.stop(signal.SIGINT)
+    assert rc == 0, err
+    counts = json.loads(out.splitlines()[-1])["counts"]
+    assert counts == {"syscalls:sys_enter_clock_nanosleep": 500}, out
+
+
 class NsWorkload(FaultWorkload):
     """The fault workload as PID 1 of a new PID namespace."""
 

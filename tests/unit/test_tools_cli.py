@@ -84,6 +84,12 @@ TARGET_MISTAKES = [
     (["-d", "0"], "-d 0: must be more than 0"),
     (["-d", "x"], "-d x: not a number of seconds"),
     (["-c", "/nonexistent/prog"], "cannot run"),
+    (["-p", "1", "--cgroup", "/"], "-p and --cgroup exclude each other"),
+    (["--cgroup", "/tmp"], "--cgroup /tmp: not a cgroup (not under the cgroup2 mount"),
+    (["--cgroup", "ftt-no-such"], "--cgroup ftt-no-such: no such cgroup"),
+    (["--cgroup", ""], "--cgroup: empty path"),
+    (["--pidns", "1"], "--pidns needs -p or -L"),
+    (["--pidns", "x", "-p", "1"], "--pidns x: not a process id"),
 ]
 # each tool's own
 OWN = {
@@ -95,6 +101,8 @@ OWN = {
         (["-s", "-t", "-1"], "-t -1: must be from 1"), (["-w", "-s"], "-w and -s exclude each other"),
         (["--perfetto", "/nonexistent/dir/x.json"], "cannot write /nonexistent/dir/x.json"),
         (["--perfetto", "/tmp"], "cannot write /tmp: it is a directory"),
+        (["-H", "--by", "cgroup"], "--by cgroup: no such key"),
+        (["-s", "--by", "cpu"], "--by cpu: no such key with -s"),
     ],
     "offcputime": [
         (["--state", "R"], "--state R: R is no sleep"), (["--state", "S,Z"], "--state S,Z: Z is no"),
@@ -105,6 +113,8 @@ OWN = {
         (["1", "2", "3"], "'3': unexpected argument"), (["-b", "0"], "-b 0: must be from 1"),
     ],
     "iolatency": [
+        (["-p", "1", "--cgroup", "/"], "-p and --cgroup exclude each other"),
+        (["--pidns", "1"], "--pidns needs -p"), (["--cgroup", "/tmp"], "--cgroup /tmp: not a"),
         (["-d", "5"], "-d 5: no block device '5'"), (["--by", "tid"], "--by tid: no such key"),
         (["-p", "1", "-c", "ls"], "-p and -c exclude each other"),
         (["-p", "x1"], "-p x1: not a process id"), (["-L", "1"], "-L: no such option"),
@@ -113,6 +123,8 @@ OWN = {
         (["-b", "0"], "-b 0: must be from 1"), (["1", "2", "3"], "'3': unexpected argument"),
     ],
     "biosnoop": [
+        (["-p", "1", "--cgroup", "/"], "-p and --cgroup exclude each other"),
+        (["--pidns", "1"], "--pidns needs -p"), (["--cgroup", "/tmp"], "--cgroup /tmp: not a"),
         (["-d", "5"], "-d 5: no block device '5'"), (["0"], "<duration> 0: must be more than 0"),
         (["-m", "-1"], "-m -1: must be from 0"), (["-m", "x"], "-m x: not a number of milli"),
         (["-i", "*w*"], "-i *w*: can never match"), (["-b", "0"], "-b 0: must be from 1"),

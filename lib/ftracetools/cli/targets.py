@@ -63,7 +63,7 @@ class Targets:
         if args.get("--pidns") is not None:
             self.pidns = procs.parse_pid(args["--pidns"], "--pidns")
             if self.pid is None and self.tid is None:
-                raise UsageError("--pidns needs -p or -L",
+                raise UsageError("--pidns needs -p%s" % (" or -L" if "-L" in args else ""),
                                  "--pidns PID -p NSPID: NSPID as seen inside the PID "
                                  "namespace of process PID")
             self.ns_level = cgroups.ns_level(self.pidns)[1]
