@@ -20,12 +20,12 @@ __all__ = ["TIERS", "tier", "check"]
 
 # tier -> {"skips": {test id: the start of the reason}, "min_run": N}
 TIERS: Dict[str, Dict] = {
-    "unit": {"skips": {}, "min_run": 509},
+    "unit": {"skips": {}, "min_run": 510},
     # the development and CI host: function tracing forbidden (EPERM), no
     # kprobes, fprobes, hist triggers or function profiler, no
     # device-mapper (the bio-based device of biosnoop's and iolatency's dm
     # test: zram stands in for it here)
-    "live 6.18": {"min_run": 196, "skips": {
+    "live 6.18": {"min_run": 198, "skips": {
         "tests/live/test_biosnoop.py::test_bio_based_device_counted_from_its_bio_events[dm]":
             "no device-mapper",
         "tests/live/test_funccount.py::test_command_and_thread":

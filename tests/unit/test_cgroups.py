@@ -150,3 +150,14 @@ def test_lookup_reads_once_until_kept(monkeypatch):
     lk.keep([1])
     lk.of(2)
     assert reads[-1] == 2 and set(lk.paths) == {1, 2}
+
+
+def test_lookup_child_takes_its_parents_cgroup(monkeypatch):
+    live = {1: "/a", 2: "/b"}
+    monkeypatch.setattr(cgroups, "task_cgroup", lambda p: live.get(p))
+    lk = cgroups.Lookup()
+    lk.inherit(1, 5)            # the child is gone: its parent's
+    lk.inherit(1, 2)            # alive: its own (moved, or CLONE_INTO_CGROUP)
+    assert lk.of(5) == "/a" and lk.of(2) == "/b"
+    lk.inherit(9, 5)            # known already: kept
+    assert lk.of(5) == "/a"

@@ -139,6 +139,12 @@ class Counts:
         name, off = self.maps.lookup(tid, ip)
         return "%s+0x%x" % (name, off) if name.startswith("/") else name
 
+    def inherit(self, parent: int, child: int) -> None:
+        """A fork seen (--by cgroup): the child's cgroup is its parent's."""
+        if self.cgroups is None:
+            self.cgroups = cgroups.Lookup()
+        self.cgroups.inherit(parent, child)
+
     def identify(self, tids) -> None:
         for tid in tids:
             if tid not in self.who:
@@ -209,6 +215,13 @@ class FaultSource(Source):
             s.enable_event("sched", "sched_process_exit")
             ex = EventFormat.load(s.dir, "sched", "sched_process_exit")
             self.exits = {ex.id: ex.decoder(["pid", "comm"])}
+        # --by cgroup: a child starts in its parent's cgroup, known even
+        # when it ends before its own is read
+        self.forks = {}
+        if by == "cgroup" and feat.has_event("sched", "sched_process_fork"):
+            s.enable_event("sched", "sched_process_fork")
+            fk = EventFormat.load(s.dir, "sched", "sched_process_fork")
+            self.forks = {fk.id: fk.decoder(["parent_pid", "child_pid"])}
         self.kid = fmts["kernel"].id
         self.decode = {fmts[e].id: fmts[e].decoder(["common_pid", "address", "ip", "error_code"])
                        for e in ("user", "kernel")}
@@ -233,10 +246,13 @@ class FaultSource(Source):
                     counts.add_records(words, fast[1], fast[2], fast[3])
                     continue
             r.note_lost(parse_page(page, cpu, r.layout, evlist))
-        if self.on_event:
+        if self.on_event or self.forks:     # (forks: before their children's faults)
             evlist.sort(key=lambda e: e[0])
         for ts, cpu, typ, payload in evlist:
             dec = self.decode.get(typ)
+            if typ in self.forks:
+                counts.inherit(*self.forks[typ](payload))
+                continue
             if typ in self.exits:
                 tid, comm = self.exits[typ](payload)
                 counts.who.setdefault(tid, (tid, comm))

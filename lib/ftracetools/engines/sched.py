@@ -464,6 +464,7 @@ class ArrayPath:
         self.held = []      # handled one by one: events younger than a round
         self.pages = 0      # ... and how many pages came that way
         self.mark = 0
+        self.on_forks = None    # (parents, children) of each round's forks
 
     def advance(self, upto) -> None:
         """Count the events up to ``upto`` (None: all there are)."""
@@ -481,7 +482,7 @@ class ArrayPath:
             if schedvec is None:
                 self._one_by_one(drained, upto)
                 return
-            self.np, self.switch = schedvec.np, schedvec.SWITCH
+            self.np, self.switch, self.fork = schedvec.np, schedvec.SWITCH, schedvec.FORK
             self.stream = schedvec.Stream(self.root, self.readers, self.fmt)
             self.rounds = schedvec.Rounds(self.tr)
             if self.hists is not None:
@@ -491,6 +492,10 @@ class ArrayPath:
                 self.stream.carry = held
             self.held = []
         ev = self.stream.round(upto, drained)
+        if self.on_forks is not None:
+            fk = ev["kind"] == self.fork
+            if fk.any():
+                self.on_forks(ev["a"][fk].tolist(), ev["b"][fk].tolist())
         self.rounds.advance(ev)
         self.mark = self.stream.mark
         sw = ev["kind"] == self.switch
@@ -679,13 +684,35 @@ class Books(_Sched):
         self.enable(s, "sched_switch", self.cpu_filter("cpu"), on_switch)
         self.follow_wakeups(ws)
         self.follow_forks(ws)
+        if cgroups is not None:
+            self._forks_to(ws, cgroups)
         rs = self.kernel_runtime(s, kb) if hist is None else None
         if self.vec:
             self.read(s, ws, *([rs] if rs is not None else []))
             self.arrays = ArrayPath(tr, self.readers, s.root, self.fmt, tr.comm, hist,
                                     hist.by if hist else "all", self.h, raw)
+            if cgroups is not None:
+                self.arrays.on_forks = lambda ps, cs: [cgroups.inherit(p, c)
+                                                       for p, c in zip(ps, cs)]
         else:
             self.read(s)
+
+    def _forks_to(self, sess, cgroups) -> None:
+        """Each fork's child gets its parent's cgroup: a task that ends
+        before a tick reads its own is still named."""
+        f = self.fmt.get("sched_process_fork")
+        if f is None:
+            return
+        dec, before = f.decoder(["parent_pid", "child_pid"]), self.h.get(f.id)
+
+        def on_fork(ts, cpu, p):
+            if before is not None:
+                before(ts, cpu, p)
+            cgroups.inherit(*dec(p))
+        if before is None:
+            self.enable(sess, "sched_process_fork", None, on_fork)
+        else:
+            self.h[f.id] = on_fork
 
     def kernel_runtime(self, s, kb: int):
         """Run time as the kernel counts it, from sched_stat_runtime (each

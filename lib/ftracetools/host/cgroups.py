@@ -230,6 +230,12 @@ class Lookup:
             self.paths[pid] = task_cgroup(pid)
         return self.paths[pid]
 
+    def inherit(self, parent: int, child: int) -> None:
+        """A fork: the child starts in its parent's cgroup (read now from
+        the child, or from the parent if the child is gone already)."""
+        if child not in self.paths:
+            self.paths[child] = task_cgroup(child) or self.of(parent)
+
     def keep(self, pids: Iterable[int]) -> None:
         """Forget all but these tasks (a task read again may have moved)."""
         self.paths = {p: self.paths[p] for p in pids if p in self.paths}
