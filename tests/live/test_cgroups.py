@@ -452,6 +452,24 @@ def test_offcputime_sleeps_of_the_cgroup(cg):
     assert sum(s["sleeps"] for s in stacks if "do_nanosleep" in s["frames"]) == k >= 300
 
 
+def test_offcputime_by_cgroup_splits_two(cg):
+    """Two tasks sleeping 300 and 200 times in two cgroups: each cgroup's
+    nanosleep row holds its task's sleeps, its voluntary switches."""
+    a, b = cg.make("oa"), cg.make("ob")
+    with closing(Sleeper(), Sleeper()) as (wa, wb):
+        cg.move(a, wa.pid)
+        cg.move(b, wb.pid)
+        t = tooling.start("offcputime", "--json", "--by", "cgroup")
+        ka, kb = wa.sleep(300), wb.sleep(200)
+        rc, out, err = t.stop(signal.SIGINT)
+    assert rc == 0, err
+    stacks = json.loads(out.splitlines()[-1])["stacks"]
+    for path, k in ((a, ka), (b, kb)):
+        rows = [s for s in stacks if s["cgroup"] == cg.rel(path)]
+        assert sum(s["sleeps"] for s in rows if "do_nanosleep" in s["frames"]) == k, rows
+        assert {s["name"] for s in rows} == {os.path.basename(path)}
+
+
 def test_funccount_tracepoint_hits_of_the_cgroup(cg):
     """clock_nanosleep entered 300 times by the task in the cgroup and
     joined later by a task that enters it 200 times more; a task outside

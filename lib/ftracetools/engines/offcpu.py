@@ -74,6 +74,7 @@ class Books(NamedTuple):
     nostack: int
     unrecorded: int
     unended: int
+    cgroup: Dict[int, Optional[str]] = {}   # pid -> cgroup path, with --by cgroup
 
 
 def parse_states(text: Optional[str]) -> Optional[Set[str]]:
@@ -144,8 +145,10 @@ class Stream(sched._Sched):
     lost_hint = "enlarge the buffer with -b, or trace fewer tasks (-p, -c) or CPUs (-C)"
 
     def __init__(self, s, targets, cpus, kb: int, wanted: Optional[Set[str]] = None,
-                 min_ns: Optional[int] = None, max_ns: Optional[int] = None) -> None:
+                 min_ns: Optional[int] = None, max_ns: Optional[int] = None,
+                 cgroups=None) -> None:
         super().__init__(s, targets, cpus, kb, wanted)
+        self.cgroups = cgroups
         st = self.states
         self.mask = mask = sleep_mask(st, wanted)
         self.rows = _Rows(min_ns, max_ns)
@@ -224,6 +227,8 @@ class Stream(sched._Sched):
         if "sched_wakeup_new" in self.fmt:
             self.enable(s, "sched_wakeup_new", None, on_new)
         self.follow_forks(s)
+        if cgroups is not None:
+            self.forks_to(s, cgroups)
         self.read(s)
 
     def _slept(self, pid: int, t0: int, t1: int, state: int) -> None:
@@ -273,7 +278,7 @@ class Stream(sched._Sched):
         lost = self.lost()
         books = Books(self.marks[0], cut, stacks, tasks, comm, lost - self.marks[1],
                       self.nostack - self.marks[2], tr.unrecorded - self.marks[3],
-                      self.unended - self.marks[4])
+                      self.unended - self.marks[4], cgroups_of(self.cgroups, pids))
         self.marks = [cut, lost, self.nostack, tr.unrecorded, self.unended]
         rows.stacks, rows.off, self.before, tr.tasks = {}, {}, {}, {}
         self.forget(tr.forget_dead())
@@ -285,6 +290,16 @@ class Stream(sched._Sched):
             for d in (self.pending, self.comm_raw):
                 d.pop(pid, None)
             self.seen.discard(pid)
+
+
+def cgroups_of(lookup, pids) -> Dict[int, Optional[str]]:
+    """The cgroup of each task of an interval (none without --by cgroup);
+    read again in the next (a task may move)."""
+    if lookup is None:
+        return {}
+    out = {pid: lookup.of(pid) for pid in pids}
+    lookup.keep(())
+    return out
 
 
 class Kernel(sched._Sched):
@@ -366,17 +381,21 @@ class Kernel(sched._Sched):
                 self.names[pid] = sched.proc_comm(pid)[:15]
         self.dropped = self._count_dropped()
         books = Books(self.marks[0], cut, stacks, tasks, dict(self.names),
-                      self.dropped - self.marks[1], 0, 0, 0)
+                      self.dropped - self.marks[1], 0, 0, 0, cgroups_of(self.cgroups, tasks))
         self.marks = [cut, self.dropped]
         return books
 
 
 def open_source(s, targets, cpus, kb: int, wanted: Optional[Set[str]] = None,
                 min_ns: Optional[int] = None, max_ns: Optional[int] = None,
-                stream: bool = False):
+                stream: bool = False, cgroups=None):
     """The kernel's tables where it can keep stacks in hist variables
-    (and no -p/-L/-c, which they cannot follow), unless ``stream``; else
-    the stacktrace trigger's stacks, paired here."""
+    (and no -p/-L/-c/--cgroup, which they cannot follow), unless
+    ``stream``; else the stacktrace trigger's stacks, paired here.
+    ``cgroups`` (a host.cgroups.Lookup, --by cgroup): each task's cgroup
+    in the Books, forks followed where the events are read."""
     if not stream and not targets.filtered and s.features.has("hist_stacktrace"):
-        return Kernel(s, targets, cpus, kb, wanted, min_ns, max_ns)
-    return Stream(s, targets, cpus, kb, wanted, min_ns, max_ns)
+        k = Kernel(s, targets, cpus, kb, wanted, min_ns, max_ns)
+        k.cgroups = cgroups
+        return k
+    return Stream(s, targets, cpus, kb, wanted, min_ns, max_ns, cgroups)

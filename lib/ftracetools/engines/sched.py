@@ -555,6 +555,9 @@ class _Sched(Source):
         self.keep: Optional[Set[int]] = set(targets.tids()) if targets.filtered else None
         if self.keep is not None:
             targets.on_join(self.keep.update)     # --cgroup: tasks that join it
+        # --by cgroup: a host.cgroups.Lookup, told of the tasks seen each
+        # tick (their cgroup read while they live) and of forks
+        self.cgroups = None
         self.start_ns = time.monotonic_ns()
         self.h: Dict[int, Callable] = {}
         self.readers: List[RawReader] = []
@@ -580,6 +583,23 @@ class _Sched(Source):
             if pp in keep:
                 keep.add(cp)
         self.enable(sess, "sched_process_fork", None, on_fork)
+
+    def forks_to(self, sess, cgroups) -> None:
+        """Each fork's child gets its parent's cgroup: a task that ends
+        before a tick reads its own is still named."""
+        f = self.fmt.get("sched_process_fork")
+        if f is None:
+            return
+        dec, before = f.decoder(["parent_pid", "child_pid"]), self.h.get(f.id)
+
+        def on_fork(ts, cpu, p):
+            if before is not None:
+                before(ts, cpu, p)
+            cgroups.inherit(*dec(p))
+        if before is None:
+            self.enable(sess, "sched_process_fork", None, on_fork)
+        else:
+            self.h[f.id] = on_fork
 
     def read(self, *sessions) -> None:
         """Open the buffers of these sessions (all the events are armed)."""
@@ -610,6 +630,8 @@ class _Sched(Source):
             self._handle(feed.take(time.monotonic_ns() - HOLD_NS, 16))
             if not feed.backlog() or time.monotonic() > deadline:
                 break
+        if self.cgroups is not None:
+            self.cgroups.see(self.tr.tasks)
         if len(self.tr.dead) > 256:     # no interval ends to forget them
             self.forget(self.tr.forget_dead())
 
@@ -647,7 +669,6 @@ class Books(_Sched):
     def __init__(self, s, targets, cpus, kb: int, hist: Optional["Hists"] = None,
                  slices: bool = False, stream: bool = False, cgroups=None) -> None:
         super().__init__(s, targets, cpus, kb)
-        # (a host.cgroups.Lookup: each task's cgroup, read while it lives)
         self.cgroups = cgroups
         self.hists, self.kernel = hist, None
         if hist is not None and not (slices or stream or hist.by == "cpu" or self.keep
@@ -685,7 +706,7 @@ class Books(_Sched):
         self.follow_wakeups(ws)
         self.follow_forks(ws)
         if cgroups is not None:
-            self._forks_to(ws, cgroups)
+            self.forks_to(ws, cgroups)
         rs = self.kernel_runtime(s, kb) if hist is None else None
         if self.vec:
             self.read(s, ws, *([rs] if rs is not None else []))
@@ -696,23 +717,6 @@ class Books(_Sched):
                                                        for p, c in zip(ps, cs)]
         else:
             self.read(s)
-
-    def _forks_to(self, sess, cgroups) -> None:
-        """Each fork's child gets its parent's cgroup: a task that ends
-        before a tick reads its own is still named."""
-        f = self.fmt.get("sched_process_fork")
-        if f is None:
-            return
-        dec, before = f.decoder(["parent_pid", "child_pid"]), self.h.get(f.id)
-
-        def on_fork(ts, cpu, p):
-            if before is not None:
-                before(ts, cpu, p)
-            cgroups.inherit(*dec(p))
-        if before is None:
-            self.enable(sess, "sched_process_fork", None, on_fork)
-        else:
-            self.h[f.id] = on_fork
 
     def kernel_runtime(self, s, kb: int):
         """Run time as the kernel counts it, from sched_stat_runtime (each
@@ -738,10 +742,10 @@ class Books(_Sched):
     def drain(self) -> None:
         if self.kernel is not None:
             return
-        if self.vec:
-            self.arrays.advance(time.monotonic_ns() - HOLD_NS)
-        else:
+        if not self.vec:
             super().drain()
+            return
+        self.arrays.advance(time.monotonic_ns() - HOLD_NS)
         if self.cgroups is not None:
             self.cgroups.see(self.tr.tasks)
 
