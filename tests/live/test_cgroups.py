@@ -21,6 +21,7 @@ import time
 
 import pytest
 
+import loopdev
 import tooling
 from test_pagefaults import WORKLOAD, Workload as FaultWorkload
 from test_schedtrace import Workload as PingPong, settled
@@ -488,6 +489,38 @@ def test_funccount_tracepoint_hits_of_the_cgroup(cg):
     assert rc == 0, err
     counts = json.loads(out.splitlines()[-1])["counts"]
     assert counts == {"syscalls:sys_enter_clock_nanosleep": 500}, out
+
+
+@pytest.mark.skipif(loopdev.have_tools() is not None, reason=str(loopdev.have_tools()))
+def test_iolatency_by_cgroup_splits_two(cg, tmp_path):
+    """Two fio processes, each started in its own cgroup, on a private
+    loop device: each cgroup's histogram counts the I/Os its fio counted,
+    and together what the device's stat counted."""
+    a, b = cg.make("ia"), cg.make("ib")
+    with loopdev.LoopDevice() as dev:
+        dev.settle()
+        t = tooling.start("iolatency", "--json", "--by", "cgroup", "-d", dev.name, "30")
+        before = dev.stat()
+        fios = []
+        for path, rate in ((a, 2000), (b, 1000)):
+            out = str(tmp_path / (os.path.basename(path) + ".json"))
+            argv = dev.fio_argv("randrw", 1, 8, ["--rate_iops=%d" % rate], output=out)
+            fios.append((path, out, subprocess.Popen(
+                ["sh", "-c", 'echo $$ > "$0"/cgroup.procs && exec "$@"', path] + argv,
+                stdout=subprocess.DEVNULL)))
+        for _, _, p in fios:
+            assert p.wait(60) == 0
+        dev.settle()
+        d = loopdev.delta(before, dev.stat())
+        rc, out, err = t.stop(signal.SIGINT)
+    assert rc == 0, err
+    objs = [json.loads(l) for l in out.splitlines()]
+    got = {}
+    for o in objs:
+        got[o.get("cgroup")] = got.get(o.get("cgroup"), 0) + o["count"]
+    for path, out, _ in fios:
+        assert got[cg.rel(path)] == loopdev.fio_ios(out), (got, path)
+    assert sum(got.values()) == d["read_ios"] + d["write_ios"], (got, d)
 
 
 class NsWorkload(FaultWorkload):

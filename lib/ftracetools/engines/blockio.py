@@ -167,7 +167,9 @@ class Interval:
     of the traced processes, the ones below ``min_ns`` too).
 
     A record: (completion ns, dev, sector, bytes, direction letter, start
-    ns, issue ns or None, tid, tgid, comm, kernel thread?). Times are the
+    ns, issue ns or None, tid, tgid, comm, kernel thread?); with a
+    ``cgroups`` Lookup, ``cgroup`` gives each submitter's cgroup (tid ->
+    path). Times are the
     trace clock (CLOCK_MONOTONIC); start is the submission (queue insert,
     or the bio's queueing), issue the request's (last) issue to the
     driver, None for bio-based devices.
@@ -180,6 +182,7 @@ class Interval:
         self.lost = 0
         self.ios: List[tuple] = []
         self.count = 0
+        self.cgroup: Dict[int, Optional[str]] = {}   # tid -> cgroup path (--by cgroup)
 
     def sorted_values(self, devs) -> "list":
         """The latencies of these devices, sorted (a list, or a numpy
@@ -217,9 +220,11 @@ class Stream(Source):
     """
 
     what = ""
+    cgroups = None      # a host.cgroups.Lookup (--by cgroup), or None
 
     def __init__(self, s, queued: bool, devs: Dict[int, str], iotype: Optional[str],
-                 kb: int, *, who: bool = False, targets=None, min_ns: int = 0) -> None:
+                 kb: int, *, who: bool = False, targets=None, min_ns: int = 0,
+                 cgroups=None) -> None:
         s.set("trace_clock", "mono")
         s.set_buffer_kb(kb)
         req, bio = routes(devs)
@@ -238,6 +243,7 @@ class Stream(Source):
         self.only: Optional[set] = None        # the tids of -p, -c
         self.tgids: Dict[int, int] = {}        # tid -> its process
         self.newtasks = None
+        self.cgroups = cgroups
         if who:
             self._tasks_made(s)         # first: no task missed
         if targets is not None and targets.filtered:
@@ -313,6 +319,8 @@ class Stream(Source):
             tgids[child] = self._tgid(parent) if flags & CLONE_THREAD else child
             if only is not None and parent in only:
                 only.add(child)
+            if self.cgroups is not None:
+                self.cgroups.inherit(parent, child)
 
     def _tgid(self, tid: int) -> int:
         t = self.tgids.get(tid)
@@ -449,6 +457,8 @@ class Stream(Source):
         if task is None:
             task = self._task(tid, x[1])
         cur.ios.append((ts, dev, x[3], max(x[4], nr) << 9, op, start, issue, tid) + task)
+        if self.cgroups is not None and tid not in cur.cgroup:
+            cur.cgroup[tid] = self.cgroups.of(tid)
 
     def _task(self, tid: int, comm: bytes) -> tuple:
         """(tgid, comm, kernel thread?) of a submitter, looked up once."""
@@ -462,6 +472,8 @@ class Stream(Source):
         """End the interval: pair all the kernel has, start a new one."""
         self.drain(1 << 63 if final else 0)
         done, self.cur = self.cur, Interval()
+        if self.cgroups is not None:    # read again: a task may move
+            self.cgroups.keep(())
         now = time.monotonic_ns()
         old = (1 << 63) if final else now - 10**9
         for key, t in list(self.orphans.items()):
@@ -554,13 +566,13 @@ def numpy_usable() -> bool:
 
 def open_source(s, *, queued: bool, devs: Dict[int, str], iotype: Optional[str],
                 kb: int, stream: bool, who: bool = False, targets=None,
-                min_ns: int = 0) -> Source:
+                min_ns: int = 0, cgroups=None) -> Source:
     """The best way this kernel offers (``stream``: never in the kernel).
-    Whose I/O it was (``who``, ``targets``) only Stream knows; bio-based
-    devices are streamed."""
+    Whose I/O it was (``who``, ``targets``, ``cgroups``) only Stream
+    knows; bio-based devices are streamed."""
     if who or (targets is not None and targets.filtered):
         return Stream(s, queued, devs, iotype, kb, who=True, targets=targets,
-                      min_ns=min_ns)
+                      min_ns=min_ns, cgroups=cgroups)
     if not stream and s.features.has("hist") and s.features.has("synthetic") \
             and not routes(devs)[1]:
         return InKernel(s, queued, devs, iotype, kb)
