@@ -102,8 +102,8 @@ def trace(session, source, targets, *, tool: str, what: str,
     why = "signal"
 
     def drain() -> None:
-        targets.follow()        # a cgroup's tasks that joined it
         source.drain()
+        targets.follow()        # a cgroup's tasks that joined or left it, from now on
         sys.stdout.flush()      # what a streaming source printed
     try:
         why = trace_loop(drain, wait=source.wait, duration=duration,

@@ -9,9 +9,11 @@ A cgroup is followed through the PID filter: the kernel adds the
 children its tasks fork (the fork options); ``follow()``, every tick of
 the tracing loop, reads ``cgroup.threads`` of the subtree again and
 hands the tasks that joined to the PID filter and to what the engines
-keep (``on_join``). A task that joins is traced from the next tick on; a
-cgroup removed while tracing ends the run (exit 1, after the last
-report).
+keep (``on_join``), and takes out those that left it alive
+(``on_leave``; the kernel's filter is refilled, unless it would be
+empty). A task that joins is traced from the next tick on, one that
+leaves up to the next; a cgroup removed while tracing ends the run
+(exit 1, after the last report).
 
 A command (``-c``) runs with the tool's stdin and stderr; its stdout is
 the tool's, except with ``--json``, where it goes to stderr so that the
@@ -25,7 +27,7 @@ failed on its own (as ``time`` and ``strace`` do).
 
 import os
 import signal
-from typing import Callable, Dict, List, Optional, Set
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from ftracetools.errors import ToolError, UsageError
 from ftracetools.host import cgroups
@@ -58,6 +60,7 @@ class Targets:
         self.known: Set[int] = set()     # threads of the cgroup handed on so far
         self.gone = False
         self._joiners: List[Callable[[List[int]], None]] = []
+        self._leavers: List[Callable[[List[int]], None]] = []
         self.pidns: Optional[int] = None
         self.ns_level = 0
         if args.get("--pidns") is not None:
@@ -115,17 +118,28 @@ class Targets:
         if self.cgroup_dir is not None:
             self._joiners.append(add)
 
-    def follow(self) -> List[int]:
-        """Read the cgroup's threads again (every tick of the loop) and
-        hand on those not seen before; returns them."""
+    def on_leave(self, drop: Callable[[List[int]], None]) -> None:
+        """``drop(tids)`` is told of the threads that left the cgroup alive
+        (moved elsewhere; those that ended keep their last events)."""
+        if self.cgroup_dir is not None:
+            self._leavers.append(drop)
+
+    def follow(self) -> Tuple[List[int], List[int]]:
+        """Read the cgroup's threads again (every tick of the loop), hand
+        on those not seen before and those that left alive; returns both."""
         if self.cgroup_dir is None or self.gone:
-            return []
-        new = sorted(self._cgroup_threads() - self.known)
-        if new:
-            self.known.update(new)
-            for add in self._joiners:
-                add(new)
-        return new
+            return [], []
+        now = self._cgroup_threads()
+        if self.gone:
+            return [], []
+        new = sorted(now - self.known)
+        left = sorted(t for t in self.known - now if procs.alive(t))
+        self.known = now
+        for tids, tell in ((new, self._joiners), (left, self._leavers)):
+            if tids:
+                for f in tell:
+                    f(tids)
+        return new, left
 
     def ns_pid(self, pid: int) -> Optional[int]:
         """With --pidns: the task's PID inside that namespace (None if it
@@ -158,6 +172,7 @@ class Targets:
                 session.add_pids(pid_file, extra)
         if self.cgroup_dir is not None:
             self.on_join(lambda new: session.add_pids(pid_file, new))
+            self.on_leave(lambda left: session.replace_pids(pid_file, sorted(self.known)))
             self.follow()   # the same, and what joined meanwhile
 
     def go(self) -> None:

@@ -249,6 +249,7 @@ class Stream(Source):
         if targets is not None and targets.filtered:
             self.only = set(targets.tids())     # (-c: the command, stopped)
             targets.on_join(self.only.update)   # --cgroup: tasks that join it
+            targets.on_leave(self.only.difference_update)     # ... and leave it
         # Completions are enabled before starts: a start recorded while
         # its completion was not yet would stay open and close a later
         # I/O of that sector (a wrong latency and owner); a completion

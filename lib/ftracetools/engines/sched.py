@@ -555,6 +555,7 @@ class _Sched(Source):
         self.keep: Optional[Set[int]] = set(targets.tids()) if targets.filtered else None
         if self.keep is not None:
             targets.on_join(self.keep.update)     # --cgroup: tasks that join it
+            targets.on_leave(self.keep.difference_update)    # ... and leave it
         # --by cgroup: a host.cgroups.Lookup, told of the tasks seen each
         # tick (their cgroup read while they live) and of forks
         self.cgroups = None

@@ -297,6 +297,13 @@ class Session:
         """Add thread ids to a PID list already set by this session."""
         self._write(name, " ".join(str(int(p)) for p in pids), append=True)
 
+    def replace_pids(self, name: str, pids: Iterable[int]) -> None:
+        """Refill a PID list already set by this session (its value before
+        is journaled already). Never empty: that would trace every task."""
+        text = " ".join(str(int(p)) for p in pids)
+        if text:
+            self._write(name, text)
+
     def enable_event(self, system: str, event: str,
                      filter: Optional[str] = None) -> None:
         """Enable one event, with a kernel-side filter (built by ``filters``)."""
