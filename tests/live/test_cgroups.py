@@ -577,7 +577,33 @@ def test_pidns_pid_1_is_the_right_host_task():
     finally:
         w.close()
     assert rc == 0, err
-    assert "of PID %d." % w.pid in err, err
+    assert "of PID %d (1 in the PID namespace of %d)." % (w.pid, w.pid) in err, err
     rows = summaries(out)["processes"]
     assert [(r["pid"], r["nspid"]) for r in rows] == [(w.pid, 1)], rows
     assert rows[0]["faults"] == minflt + majflt
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="no unshare(1)")
+def test_pidns_in_offcputime_json():
+    """The task's sleeps under its host PID, with "nspid": 1."""
+    w = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc",
+                          sys.executable, "-c", SLEEPER],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert w.stdout.readline() == "ready\n"
+        with open("/proc/%d/task/%d/children" % (w.pid, w.pid)) as f:
+            inner = int(f.read().split()[0])
+        t = tooling.start("offcputime", "--json", "--pidns", str(inner), "-p", "1")
+        w.stdin.write("100\n")
+        w.stdin.flush()
+        k = int(w.stdout.readline())
+        rc, out, err = t.stop(signal.SIGINT)
+    finally:
+        w.kill()
+        w.wait()
+    assert rc == 0, err
+    obj = json.loads(out.splitlines()[-1])
+    rows = [s for s in obj["stacks"] if "do_nanosleep" in s["frames"]]
+    assert {(s["pid"], s["nspid"]) for s in rows} == {(inner, 1)}, rows
+    assert sum(s["sleeps"] for s in rows) == k
+    assert [(x["pid"], x["nspid"]) for x in obj["tasks"]] == [(inner, 1)]

@@ -63,6 +63,7 @@ class Targets:
         self._leavers: List[Callable[[List[int]], None]] = []
         self.pidns: Optional[int] = None
         self.ns_level = 0
+        self.ns_given = ""      # -p/-L as given with --pidns, for the banner
         if args.get("--pidns") is not None:
             self.pidns = procs.parse_pid(args["--pidns"], "--pidns")
             if self.pid is None and self.tid is None:
@@ -70,6 +71,7 @@ class Targets:
                                  "--pidns PID -p NSPID: NSPID as seen inside the PID "
                                  "namespace of process PID")
             self.ns_level = cgroups.ns_level(self.pidns)[1]
+            self.ns_given = " (%s in the PID namespace of %d)" % (pid or tid, self.pidns)
             if self.pid is not None:
                 self.pid = cgroups.host_pid(self.pid, self.pidns, "-p")
             if self.tid is not None:
@@ -216,9 +218,9 @@ class Targets:
 
     def describe(self) -> str:
         if self.pid is not None:
-            return "PID %d" % self.pid
+            return "PID %d%s" % (self.pid, self.ns_given)
         if self.tid is not None:
-            return "TID %d" % self.tid
+            return "TID %d%s" % (self.tid, self.ns_given)
         if self.cmdline is not None:
             return "command %s" % self.cmdline
         if self.cgroup_dir is not None:
