@@ -75,6 +75,12 @@ def test_bad_relative_paths(tree, path, words):
     assert words in str(e.value) and e.value.hint
 
 
+def test_messages_stay_on_one_line(tree):
+    with pytest.raises(UsageError) as e:
+        cgroups.resolve("a\nb\x1b", text=tree[1])
+    assert "\n" not in str(e.value) and "--cgroup a\\nb\\x1b: no such cgroup" in str(e.value)
+
+
 def test_bad_absolute_paths(tree):
     root, text = tree
     for p, words in ((root / "cpu", "a cgroup v1 hierarchy (cpu)"),

@@ -81,6 +81,12 @@ def _under(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip("/") + "/")
 
 
+def _shown(path: str) -> str:
+    """A path as a message shows it: on one line, control characters
+    escaped (\\n, \\x1b)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
+
+
 def resolve(path: str, option: str = "--cgroup", text: Optional[str] = None) -> str:
     """The directory of a cgroup v2 given absolute, relative to the
     cgroup2 mount, or as /proc/PID/cgroup names it (``/system.slice/x``,
@@ -90,12 +96,13 @@ def resolve(path: str, option: str = "--cgroup", text: Optional[str] = None) -> 
     m = cgroup2_mount(text)
     v1 = v1_mounts(text)
     p = (path or "").strip()
+    q = _shown(p)
     if not p:
         raise UsageError("%s: empty path" % option, "a cgroup v2 directory, e.g. "
                          "system.slice/docker-ID.scope")
     if m is None:
         raise ToolError("%s %s: no cgroup2 file system is mounted (cgroup v1 only); "
-                        "mount one: mount -t cgroup2 none /sys/fs/cgroup/unified" % (option, p))
+                        "mount one: mount -t cgroup2 none /sys/fs/cgroup/unified" % (option, q))
     if os.path.isabs(p):
         full = os.path.normpath(p)
         inside = os.path.normpath(m.point + full)
@@ -104,29 +111,29 @@ def resolve(path: str, option: str = "--cgroup", text: Optional[str] = None) -> 
     else:
         full = os.path.normpath(os.path.join(m.point, p))
         if not _under(full, m.point):
-            raise UsageError("%s %s: leaves the cgroup2 mount %s" % (option, p, m.point),
+            raise UsageError("%s %s: leaves the cgroup2 mount %s" % (option, q, m.point),
                              "give a path under %s" % m.point)
     hint = "cgroup v2 directories are under %s (ls it)" % m.point
     if not _under(full, m.point):
         for v in v1:
             if _under(full, v.point):
                 raise UsageError("%s %s: a cgroup v1 hierarchy (%s), which cannot be traced"
-                                 % (option, p, v.opts.split(",")[-1]), hint)
+                                 % (option, q, v.opts.split(",")[-1]), hint)
         raise UsageError("%s %s: not a cgroup (not under the cgroup2 mount %s)"
-                         % (option, p, m.point), hint)
+                         % (option, q, m.point), hint)
     if os.path.exists(full) and not os.path.isdir(full):
-        raise UsageError("%s %s: not a cgroup (not a directory)" % (option, p), hint)
+        raise UsageError("%s %s: not a cgroup (not a directory)" % (option, q), hint)
     if not os.path.isdir(full):
         rel = os.path.relpath(full, m.point)
         only_v1 = [v for v in v1 if os.path.isdir(os.path.join(v.point, rel))]
         if only_v1 and rel != ".":
             raise UsageError("%s %s: only in cgroup v1 hierarchies (%s), which cannot be "
-                             "traced" % (option, p, only_v1[0].opts.split(",")[-1]), hint)
-        raise UsageError("%s %s: no such cgroup (%s does not exist)" % (option, p, full),
-                         hint)
+                             "traced" % (option, q, only_v1[0].opts.split(",")[-1]), hint)
+        raise UsageError("%s %s: no such cgroup (%s does not exist)"
+                         % (option, q, _shown(full)), hint)
     if not os.path.exists(os.path.join(full, "cgroup.threads")):
-        raise UsageError("%s %s: not a cgroup (no cgroup.threads in %s)" % (option, p, full),
-                         hint)
+        raise UsageError("%s %s: not a cgroup (no cgroup.threads in %s)"
+                         % (option, q, _shown(full)), hint)
     return full
 
 
