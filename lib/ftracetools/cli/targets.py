@@ -82,6 +82,12 @@ class Targets:
             procs.check_tid(self.tid)
         if self.cmdline is not None:
             procs.parse_command(self.cmdline)
+        if self.cgroup_dir is not None and not self._cgroup_threads():
+            self._empty()       # before anything touches tracefs
+
+    def _empty(self) -> None:
+        raise ToolError("--cgroup %s: no tasks in it: nothing to trace; start one in it "
+                        "first" % self.cgroup_dir)
 
     @property
     def filtered(self) -> bool:
@@ -101,8 +107,7 @@ class Targets:
         if self.cgroup_dir is not None:
             found = self._cgroup_threads()
             if not found:
-                raise ToolError("--cgroup %s: no tasks in it: nothing to trace; start "
-                                "one in it first" % self.cgroup_dir)
+                self._empty()
             self.known.update(found)
             return sorted(found)
         return []
