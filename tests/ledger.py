@@ -25,7 +25,7 @@ TIERS: Dict[str, Dict] = {
     # kprobes, fprobes, hist triggers or function profiler, no
     # device-mapper (the bio-based device of biosnoop's and iolatency's dm
     # test: zram stands in for it here)
-    "live 6.18": {"min_run": 203, "skips": {
+    "live 6.18": {"min_run": 204, "skips": {
         "tests/live/test_biosnoop.py::test_bio_based_device_counted_from_its_bio_events[dm]":
             "no device-mapper",
         "tests/live/test_funccount.py::test_command_and_thread":

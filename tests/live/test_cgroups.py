@@ -514,18 +514,23 @@ def test_funccount_tracepoint_hits_of_the_cgroup(cg):
     assert counts == {"syscalls:sys_enter_clock_nanosleep": 500}, out
 
 
-@pytest.mark.skipif(loopdev.have_tools() is not None, reason=str(loopdev.have_tools()))
-def test_iolatency_by_cgroup_splits_two(cg, tmp_path):
-    """Two fio processes, each started in its own cgroup, on a private
-    loop device: each cgroup's histogram counts the I/Os its fio counted,
-    and together what the device's stat counted."""
-    a, b = cg.make("ia"), cg.make("ib")
-    with loopdev.LoopDevice() as dev:
+NO_LOOP = pytest.mark.skipif(loopdev.have_tools() is not None,
+                             reason=str(loopdev.have_tools()))
+
+
+def two_fios(cg, tmp_path, tool, *args):
+    """Two fio processes, each started in a cgroup of its own (io1, which
+    a sleeping task holds, and io2), on a private loop device, while
+    ``tool --json ARGS -d DEV`` traces (CG in ARGS: io1): (the tool's JSON objects, [(cgroup, fio's count of its I/Os)],
+    the device's stat delta)."""
+    made = [cg.make("io1"), cg.make("io2")]
+    with loopdev.LoopDevice() as dev, closing(Holder(cg, made[0])):
         dev.settle()
-        t = tooling.start("iolatency", "--json", "--by", "cgroup", "-d", dev.name, "30")
+        t = tooling.start(tool, "--json", *[a.replace("CG", made[0]) for a in args],
+                          "-d", dev.name)
         before = dev.stat()
         fios = []
-        for path, rate in ((a, 2000), (b, 1000)):
+        for path, rate in zip(made, (2000, 1000)):
             out = str(tmp_path / (os.path.basename(path) + ".json"))
             argv = dev.fio_argv("randrw", 1, 8, ["--rate_iops=%d" % rate], output=out)
             fios.append((path, out, subprocess.Popen(
@@ -537,13 +542,30 @@ def test_iolatency_by_cgroup_splits_two(cg, tmp_path):
         d = loopdev.delta(before, dev.stat())
         rc, out, err = t.stop(signal.SIGINT)
     assert rc == 0, err
-    objs = [json.loads(l) for l in out.splitlines()]
+    return ([json.loads(l) for l in out.splitlines()],
+            [(path, loopdev.fio_ios(o)) for path, o, _ in fios], d)
+
+
+@NO_LOOP
+def test_iolatency_by_cgroup_splits_two(cg, tmp_path):
+    """Each cgroup's histogram counts the I/Os its fio counted, and
+    together what the device's stat counted."""
+    objs, fios, d = two_fios(cg, tmp_path, "iolatency", "--by", "cgroup", "30")
     got = {}
     for o in objs:
         got[o.get("cgroup")] = got.get(o.get("cgroup"), 0) + o["count"]
-    for path, out, _ in fios:
-        assert got[cg.rel(path)] == loopdev.fio_ios(out), (got, path)
+    for path, n in fios:
+        assert got[cg.rel(path)] == n, (got, path)
     assert sum(got.values()) == d["read_ios"] + d["write_ios"], (got, d)
+
+
+@NO_LOOP
+def test_biosnoop_shows_the_ios_of_the_cgroup(cg, tmp_path):
+    """A line for each I/O the fio in the cgroup counted, none of the
+    other's."""
+    objs, fios, d = two_fios(cg, tmp_path, "biosnoop", "--cgroup", "CG")
+    assert len(objs) == fios[0][1] and fios[1][1] > 0, (len(objs), fios)
+    assert len({o["pid"] for o in objs}) >= 1
 
 
 class NsWorkload(FaultWorkload):
