@@ -12,7 +12,6 @@ stops serving, on every way out.
 """
 
 import contextlib
-import ipaddress
 import os
 from typing import Dict, Iterator, Optional, Tuple
 
@@ -30,6 +29,7 @@ def listen(text: Optional[str], option: str = "--prometheus") -> Optional[Tuple[
     given (an IP address: ``[...]`` around IPv6)."""
     if text is None:
         return None
+    import ipaddress
     t = text.strip()
     addr, port = DEFAULT_ADDR, t
     if t.startswith("["):

@@ -31,7 +31,7 @@ stops serving.
 import errno
 import os
 import threading
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence
 
 from ftracetools.errors import ToolError
 
