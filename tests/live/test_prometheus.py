@@ -7,10 +7,10 @@ with its data in a temporary directory and stopped at the end
 - iolatency's ftrace_iolatency_seconds_count, as Prometheus answers it
   once its last scrape is in, is exactly the I/Os the loop device
   completed (/sys/block/DEV/stat), over HTTP and through a textfile;
-- every sample Prometheus stored of schedtrace's and pagefaults' series
-  equals the sum of their --json objects up to some interval (the same
-  for every series of a scrape, never going back), and the textfile
-  written at the end equals the sum of them all;
+- every sample Prometheus stored of schedtrace's, pagefaults' and
+  offcputime's series equals the sum of their --json objects up to some
+  interval (the same for every series of a scrape, never going back), and
+  the textfile written at the end equals the sum of them all;
 - a soak: schedtrace -s and pagefaults scraped every second under a
   stream of short-lived processes with new names: every scrape answered,
   the series capped, RSS flat, exit 0 and tracefs clean after SIGTERM
@@ -303,6 +303,17 @@ def test_pagefaults_series_equal_its_json():
     assert dict(final) == running[-1]
     assert {s.labels["kind"] for s in fams["ftrace_page_faults"].samples} <= \
         {"major", "minor", "unknown"}
+
+
+def test_offcputime_series_equal_its_json():
+    metrics = ["ftrace_offcpu_seconds_total", "ftrace_offcpu_sleeps_total"]
+    objs, scrapes, fams = _run_with_json("offcputime", [], metrics)
+    assert len(objs) >= 6
+    for metric, field, scale in zip(metrics, ("off_ns", "sleeps"), (1e9, 1)):
+        running = [{k: v / scale for k, v in r.items()} for r in _by_comm(objs, "tasks", field)]
+        assert running[-1] and _match(scrapes[metric], running, "comm", scale != 1) >= 3
+        final = {s.labels["comm"]: s.value for s in fams[metric[:-6]].samples}
+        assert final == pytest.approx(running[-1], rel=1e-9, abs=1e-9), metric
 
 
 # -- the soak

@@ -307,7 +307,7 @@ def test_the_exporter_serves_and_always_stops(capsys):
 
 
 # the tools: the same checks and words in each, before anything is traced
-TOOLS = {"iolatency": [], "schedtrace": ["-s"], "pagefaults": [],
+TOOLS = {"iolatency": [], "schedtrace": ["-s"], "pagefaults": [], "offcputime": [],
          "funccount": ["t:sched:sched_switch"]}
 
 
@@ -331,7 +331,7 @@ def test_each_tool_refuses_bad_metrics_options(tool, args, first):
     assert len(lines) == 2 and "Traceback" not in p.stderr and p.stdout == ""
 
 
-@pytest.mark.parametrize("tool", ["iolatency", "schedtrace", "pagefaults"])
+@pytest.mark.parametrize("tool", ["iolatency", "schedtrace", "pagefaults", "offcputime"])
 def test_a_port_in_use_ends_a_tool_before_tracing(tool):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -358,3 +358,10 @@ def test_pagefaults_metrics_count_by_process_only():
         p = _tool("pagefaults", "--prometheus", "9", *args)
         assert p.returncode == 2 and p.stderr.startswith(
             "pagefaults: --prometheus counts faults by process: not with %s" % args[0])
+
+
+def test_offcputime_metrics_not_with_folded_stacks():
+    for opt in ("--prometheus", "--textfile"):
+        p = _tool("offcputime", "--folded", opt, "9" if opt == "--prometheus" else "/tmp")
+        assert p.returncode == 2 and p.stderr.splitlines()[0] == \
+            "offcputime: --folded: not with %s" % opt, p.stderr
