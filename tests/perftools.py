@@ -1,11 +1,14 @@
 """perf-tools beside the suite: its scripts want debugfs, take the top
 level of tracefs without a lock, and leave some of it changed. The guard
-mounts debugfs if needed and puts back what perf-tools leaves."""
+mounts debugfs if needed and puts back what perf-tools leaves, also when
+a script had to be killed: its lock file (which would refuse every later
+perf-tools run on the machine) and the top-level events it enabled."""
 
 import os
 import subprocess
 
 TRACING = "/sys/kernel/tracing"
+LOCK = "/var/tmp/.ftrace-lock"     # perf-tools' own, holding its PID
 
 
 class TopLevelGuard:
@@ -19,6 +22,9 @@ class TopLevelGuard:
             print("note: mounted debugfs on /sys/kernel/debug for iolatency-perf")
         with open(TRACING + "/buffer_size_kb") as f:
             self.kb = f.read().split()[0]
+        with open(TRACING + "/set_event") as f:
+            self.events = f.read().split()
+        self.had_lock = os.path.exists(LOCK)
         self.snap = True  # no snapshot file: iolatency-perf reads trace, then clears it
         if os.path.exists(TRACING + "/snapshot"):
             with open(TRACING + "/snapshot") as f:
@@ -26,6 +32,20 @@ class TopLevelGuard:
         return self
 
     def __exit__(self, *exc):
+        with open(TRACING + "/set_event") as f:
+            now = f.read().split()
+        for ev in now:
+            if ev not in self.events:
+                fd = os.open(TRACING + "/set_event", os.O_WRONLY | os.O_APPEND)
+                try:
+                    os.write(fd, ("!" + ev).encode())
+                finally:
+                    os.close(fd)
+        if not self.had_lock:
+            try:
+                os.unlink(LOCK)
+            except FileNotFoundError:
+                pass
         with open(TRACING + "/buffer_size_kb", "w") as f:
             f.write(self.kb)
         if not self.snap:

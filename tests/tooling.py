@@ -108,3 +108,15 @@ def start(tool: str, *args: str, env=None, timeout: float = 30, stdout=subproces
     r = Running(tool, args, env=env, stdout=stdout)
     r.wait_live(timeout)
     return r
+
+
+def rss_kb(pid: int) -> int:
+    """A process's resident memory (VmRSS), in kB; 0 once it is gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0

@@ -76,6 +76,18 @@ def traced(*args: str, n: int = N):
             w.wait()
 
 
+def aliases() -> dict:
+    """Kernel function name -> the first name (sorted) at its address, for
+    the names that share one (/proc/kallsyms)."""
+    at = collections.defaultdict(set)
+    with open("/proc/kallsyms") as f:
+        for line in f:
+            addr, kind, name = line.split()[:3]
+            if kind in "tT" and int(addr, 16):
+                at[addr].add(name)
+    return {n: min(names) for names in at.values() if len(names) > 1 for n in names}
+
+
 def text_trees(text: str, marker: str = ""):
     """(depth, name) sequences of each top-level call in function_graph text
     (ours, or trace-cmd report's lines after ``marker``)."""
@@ -221,7 +233,13 @@ def test_same_tree_as_trace_cmd(tmp_path):
                          stderr=subprocess.PIPE, text=True, timeout=300 * tooling.SCALE)
     theirs = text_trees(rep.stdout, marker="funcgraph_")
     assert len(theirs) == N, rep.stdout[-2000:]
-    a, b = collections.Counter(ours), collections.Counter(theirs)
+    # Names at one address are one function: trace-cmd resolves an address
+    # itself and may print another alias than the kernel (6.1, once in
+    # three runs: __ia32_sys_getppid for __do_sys_getppid).
+    alias = aliases()
+    a = collections.Counter(tuple((d, alias.get(n, n)) for d, n in t) for t in ours)
+    b = collections.Counter(tuple((d, alias.get(n, n)) for d, n in t) for t in theirs)
     assert a.most_common(1)[0][0] == b.most_common(1)[0][0], (a, b)
+    a = collections.Counter(ours)
     assert (0, func) == a.most_common(1)[0][0][0]
     assert (1, CALLEE) in a.most_common(1)[0][0]

@@ -139,10 +139,13 @@ def test_off_cpu_time_adds_up_to_schedstat_and_names_the_stacks(loop) -> None:
         pid, k, obj, err = run_traced(loop.path)
         # a sleep whose wakeup and switch-in the kernel did not record (the
         # 6.18 host, about one in 5,000 sleeps here) has an estimated end,
-        # which the tool says: try again
-        if not obj["unended"]:
+        # which the tool says: try again. So too when the reference itself
+        # is impossible: once in the 6.12 guest schedstat's run-queue wait
+        # grew by 4.7 s in a 0.54 s window (the emulated clock).
+        if obj["unended"]:
+            assert "note: %d sleeps whose wakeup" % obj["unended"] in err, err
+        elif k["run_ns"] + k["wait_ns"] <= obj["interval"] * 1e9:
             break
-        assert "note: %d sleeps whose wakeup" % obj["unended"] in err, err
     assert "stacks recorded at each switch-out" in err, err     # -v: the way
     assert obj["method"] == "stream"
     assert obj["lost"] == 0 and obj["nostack"] == 0 and obj["unended"] == 0, obj

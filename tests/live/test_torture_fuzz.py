@@ -23,8 +23,10 @@ HOSTILE = ["func:traceoff", "vfs_read:stacktrace:5", "*:mod:x y", "1\n2", "0x10"
            "*R*\" || 1", "rwbs ~ \"*\"", "\u202e", "\U0001f600", "\x00"]
 
 
-# Options never fuzzed: -c runs a command, --perfetto/--tef write a file.
-NOT_FUZZED = {"-c", "--perfetto", "--tef", "-h", "--help"}
+# Options never fuzzed: -c runs a command, --perfetto/--tef/--textfile
+# write a file (--prometheus is: a valid value listens on 127.0.0.1 only,
+# for the run's 0.2 s).
+NOT_FUZZED = {"-c", "--perfetto", "--tef", "--textfile", "-h", "--help"}
 
 
 # How to make a run end by itself, per tool.

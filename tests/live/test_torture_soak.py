@@ -38,14 +38,6 @@ SOAK = {"schedtrace": ["-s", "--json", "1"], "pagefaults": ["--json", "1"],
         "iolatency": ["--json", "1"]}
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 @pytest.mark.parametrize("tool", sorted(SOAK))
 def test_soak_with_many_short_lived_processes(tool, tracefs_root):
     """Minutes of tracing while thousands of processes come and go: memory
@@ -60,7 +52,7 @@ def test_soak_with_many_short_lived_processes(tool, tracefs_root):
         samples = []  # (fraction of the soak, RSS)
         while time.monotonic() - t0 < SOAK_SECONDS:
             time.sleep(min(2.0, SOAK_SECONDS / 8))
-            samples.append(((time.monotonic() - t0) / SOAK_SECONDS, rss_kb(r.proc.pid)))
+            samples.append(((time.monotonic() - t0) / SOAK_SECONDS, tooling.rss_kb(r.proc.pid)))
         rc, out, err = r.stop(signal.SIGINT)
         early = max(kb for f, kb in samples if 0.25 <= f < 0.5)
         late = max(kb for f, kb in samples if f >= 0.75)
@@ -96,9 +88,9 @@ def test_biosnoop_soak_with_many_short_lived_readers(tracefs_root):
                  "of=/dev/null iflag=direct bs=4k count=2 skip=$i 2>/dev/null; done" % dev.path])
             try:
                 time.sleep(SOAK_SECONDS / 4)
-                early = rss_kb(r.proc.pid)
+                early = tooling.rss_kb(r.proc.pid)
                 time.sleep(SOAK_SECONDS * 3 / 4)
-                late = rss_kb(r.proc.pid)
+                late = tooling.rss_kb(r.proc.pid)
             finally:
                 churn.kill()
                 churn.wait()

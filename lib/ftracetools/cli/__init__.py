@@ -3,7 +3,8 @@
 A tool is ``def main(argv=None): return cli.run(TOOL, __doc__, body, argv)``
 where ``body(args)`` checks its options (``cli.seconds``, ``cli.count``,
 ``cli.Targets``), opens a session, arms an engine and hands it to
-``cli.trace``. ``run`` turns what a user can cause into one line and an
+``cli.trace`` (with ``cli.exporter`` around the session where the tool
+serves metrics). ``run`` turns what a user can cause into one line and an
 exit status, never a traceback:
 
 - bad usage: ``TOOL: what is wrong`` and a one-line hint, exit 2;
@@ -21,13 +22,14 @@ import sys
 from typing import Callable, Dict, List, Optional
 
 from ftracetools.cli.args import count, number, seconds
+from ftracetools.cli.export import exporter
 from ftracetools.cli.loop import banner, trace, trace_loop, warn
 from ftracetools.cli.targets import Targets
 from ftracetools.errors import Interrupted, Status, ToolError, UsageError
 from ftracetools.kernel import signals
 
 __all__ = ["run", "banner", "warn", "trace", "trace_loop", "Targets",
-           "number", "seconds", "count"]
+           "number", "seconds", "count", "exporter"]
 
 
 def run(tool: str, doc: str, body: Callable[[Dict], int],

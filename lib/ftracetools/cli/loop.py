@@ -7,7 +7,8 @@ duration, the count of intervals, the traced process's end or an end
 signal, calling ``report(False)`` every interval; then stop tracing, take
 in the rest, call ``report(True)`` (unless the count of intervals was
 reached), warn once about lost events, and end the command. Returns the
-exit status (the command's, when it failed by itself).
+exit status (the command's, when it failed by itself). With ``metrics``
+(a ``report.metrics.Metrics``), its textfile is written after each report.
 """
 
 import signal
@@ -88,9 +89,15 @@ def trace(session, source, targets, *, tool: str, what: str,
           report: Optional[Callable[[bool], None]] = None,
           header: Optional[str] = None,
           duration: Optional[float] = None, interval: Optional[float] = None,
-          count: Optional[int] = None) -> int:
+          count: Optional[int] = None, metrics=None) -> int:
     """One run, banner to last report; see the module docstring."""
     say = lambda m: warn(tool, m)    # noqa: E731
+    if metrics is not None and report is not None:
+        shown = report
+
+        def report(final: bool) -> None:
+            shown(final)
+            metrics.publish()
     where = targets.describe()
     source.live()
     banner(what + (" of " + where if where else "") +

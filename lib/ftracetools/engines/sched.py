@@ -299,6 +299,16 @@ class Tracker:
         """A task's run time: the kernel's account where it is kept."""
         return t.krun if self.kernel_run(t) else t.run
 
+    def book(self, t: Task) -> Dict:
+        """A task's numbers (ns), as -s --json shows them."""
+        return {"pid": t.pid, "comm": self.comm.get(t.pid, "?"), "switches": t.vol + t.invol,
+                "voluntary": t.vol, "involuntary": t.invol, "runs": t.runs,
+                "run_ns": self.run_of(t),
+                "run_from": "kernel" if self.kernel_run(t) else "switches",
+                "switch_run_ns": t.run, "wait_ns": t.wait, "waits": t.waits,
+                "max_wait_ns": t.max_wait, "off_ns": t.off, "migrations": t.migr,
+                "unrecorded": t.unrec}
+
     def wakeup(self, ts, pid) -> None:
         if (self.keep is not None and pid not in self.keep) or pid in self.since:
             return
@@ -536,6 +546,15 @@ class _Sched(Source):
     tick = 0.05
     backlog = BACKLOG_PAGES     # pages read ahead of handling them, at most
 
+    def unrecorded_note(self) -> str:
+        """What the tool says of the switch-ins the kernel did not record."""
+        n = self.tr.unrecorded
+        return ("note: %d switch-in%s of traced tasks not recorded by the kernel (seen by "
+                "their switch-outs): runs counted, %s" % (
+                    n, "s" if n > 1 else "", "no line printed" if isinstance(self, Events)
+                    else "no run-queue wait" if self.tr.kernel_runtime else
+                    "on-CPU time from the wakeup or the CPU's last switch, no run-queue wait"))
+
     def __init__(self, s, targets, cpus: Optional[Set[int]], kb: int,
                  states_wanted: Optional[Set[str]] = None) -> None:
         self.s, self.targets, self.cpus = s, targets, cpus
@@ -660,6 +679,10 @@ class _Sched(Source):
         return sum(x.lost() + x.flagged_lost for x in self.readers)
 
 
+CGROUP_FIELDS = ("run_ns", "voluntary", "involuntary", "wait_ns", "waits", "off_s_ns",
+                 "off_d_ns", "migrations")
+
+
 class Books(_Sched):
     """Summaries per task (``hist=None``) or log2 histograms of run-queue
     waits or on-CPU slices (``hist``: a ``Hists``). Waits come from the
@@ -718,6 +741,25 @@ class Books(_Sched):
                                                        for p, c in zip(ps, cs)]
         else:
             self.read(s)
+
+    def per_cgroup(self) -> Dict:
+        """-s --by cgroup: the tasks' books summed per cgroup path (None
+        where unknown): {path: {"tasks", "run_ns", "voluntary",
+        "involuntary", "wait_ns", "waits", "off_s_ns", "off_d_ns",
+        "migrations"}}."""
+        tr, rows, pids = self.tr, {}, {}
+        for t in tr.tasks.values():
+            if not t.pid:
+                continue
+            k = self.cgroups.of(t.pid)
+            r = rows.setdefault(k, dict.fromkeys(CGROUP_FIELDS, 0))
+            for f, v in zip(CGROUP_FIELDS, (tr.run_of(t), t.vol, t.invol, t.wait, t.waits,
+                                            t.off.get("S", 0), t.off.get("D", 0), t.migr)):
+                r[f] += v
+            pids.setdefault(k, set()).add(t.pid)
+        for k, r in rows.items():
+            r["tasks"] = len(pids[k])
+        return rows
 
     def kernel_runtime(self, s, kb: int):
         """Run time as the kernel counts it, from sched_stat_runtime (each

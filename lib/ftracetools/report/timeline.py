@@ -56,6 +56,18 @@ class Timeline:
                             "ts": dst_ns / 1000.0})
         return fid
 
+    def cpu_run(self, cpu: int, pid: int, comm: str, start_ns: int, end_ns: int,
+                state: str) -> None:
+        """A task's run on a CPU's track (``CPU N``), named ``comm:pid``."""
+        self.track(cpu, "CPU %d" % cpu)
+        self.slice(cpu, "%s:%d" % (comm, pid), start_ns, end_ns,
+                   {"pid": pid, "end_state": state}, "sched")
+
+    def wakeup(self, waker_cpu: int, waker_ns: int, cpu: int, ns: int) -> None:
+        """An arrow from a waker's CPU to where the woken task ran."""
+        self.track(cpu, "CPU %d" % cpu)
+        self.flow("wakeup", waker_cpu, waker_ns, cpu, ns, "sched")
+
     def dump(self) -> Dict[str, Any]:
         return {"traceEvents": self.events, "displayTimeUnit": "ns"}
 
