@@ -20,12 +20,12 @@ __all__ = ["TIERS", "tier", "check"]
 
 # tier -> {"skips": {test id: the start of the reason}, "min_run": N}
 TIERS: Dict[str, Dict] = {
-    "unit": {"skips": {}, "min_run": 511},
+    "unit": {"skips": {}, "min_run": 623},
     # the development and CI host: function tracing forbidden (EPERM), no
     # kprobes, fprobes, hist triggers or function profiler, no
     # device-mapper (the bio-based device of biosnoop's and iolatency's dm
     # test: zram stands in for it here)
-    "live 6.18": {"min_run": 204, "skips": {
+    "live 6.18": {"min_run": 254, "skips": {
         "tests/live/test_biosnoop.py::test_bio_based_device_counted_from_its_bio_events[dm]":
             "no device-mapper",
         "tests/live/test_funccount.py::test_command_and_thread":
@@ -142,7 +142,7 @@ TIERS: Dict[str, Dict] = {
             "needs kprobes",
     }},
     # Debian 12's 6.1: no fprobes (6.5+), no function profiler
-    "vm 6.1": {"min_run": 58, "skips": {
+    "vm 6.1": {"min_run": 55, "skips": {
         "tests/live/test_funccount.py::test_cpu_filter_on_pinned_workloads[fprobe-hist]":
             "needs fprobes",
         "tests/live/test_funccount.py::test_exact_count_of_a_process[fprobe-hist]":
@@ -156,7 +156,7 @@ TIERS: Dict[str, Dict] = {
             "needs hist_stacktrace",
     }},
     # Debian 12's 6.12: no function profiler (CONFIG_FUNCTION_PROFILER off)
-    "vm 6.12": {"min_run": 57, "skips": {
+    "vm 6.12": {"min_run": 59, "skips": {
         "tests/live/test_funccount.py::test_exact_count_unfiltered[profiler]":
             "needs function_profiler",
     }},
