@@ -26,6 +26,8 @@ TIERS: Dict[str, Dict] = {
     # device-mapper (the bio-based device of biosnoop's and iolatency's dm
     # test: zram stands in for it here)
     "live 6.18": {"min_run": 254, "skips": {
+        "tests/live/test_cgroups.py::test_function_tools_count_the_calls_of_the_cgroup":
+            "needs function",
         "tests/live/test_biosnoop.py::test_bio_based_device_counted_from_its_bio_events[dm]":
             "no device-mapper",
         "tests/live/test_funccount.py::test_command_and_thread":
@@ -142,7 +144,7 @@ TIERS: Dict[str, Dict] = {
             "needs kprobes",
     }},
     # Debian 12's 6.1: no fprobes (6.5+), no function profiler
-    "vm 6.1": {"min_run": 55, "skips": {
+    "vm 6.1": {"min_run": 56, "skips": {
         "tests/live/test_funccount.py::test_cpu_filter_on_pinned_workloads[fprobe-hist]":
             "needs fprobes",
         "tests/live/test_funccount.py::test_exact_count_of_a_process[fprobe-hist]":
@@ -156,7 +158,7 @@ TIERS: Dict[str, Dict] = {
             "needs hist_stacktrace",
     }},
     # Debian 12's 6.12: no function profiler (CONFIG_FUNCTION_PROFILER off)
-    "vm 6.12": {"min_run": 59, "skips": {
+    "vm 6.12": {"min_run": 60, "skips": {
         "tests/live/test_funccount.py::test_exact_count_unfiltered[profiler]":
             "needs function_profiler",
     }},

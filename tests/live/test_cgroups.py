@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -95,14 +96,23 @@ class Cgroups:
 
 @pytest.fixture
 def cg():
-    top = first_mount("cgroup2")
-    if top is None:
-        pytest.skip("no cgroup2 file system mounted")
+    top, mounted = first_mount("cgroup2"), None
+    if top is None:     # (a machine without one: mounted for the test, as a user would)
+        mounted = tempfile.mkdtemp(prefix="ftt-cgroup2-")
+        r = subprocess.run(["mount", "-t", "cgroup2", "none", mounted],
+                           stderr=subprocess.PIPE, text=True)
+        if r.returncode:
+            os.rmdir(mounted)
+            pytest.fail("no cgroup2 file system, and none can be mounted: " + r.stderr)
+        top = mounted
     c = Cgroups(top)
     try:
         yield c
     finally:
         c.remove()
+        if mounted:
+            subprocess.run(["umount", mounted])
+            os.rmdir(mounted)
     assert not [p for p in c.made if os.path.isdir(p)], "cgroups left behind"
 
 
@@ -512,6 +522,60 @@ def test_funccount_tracepoint_hits_of_the_cgroup(cg):
     assert rc == 0, err
     counts = json.loads(out.splitlines()[-1])["counts"]
     assert counts == {"syscalls:sys_enter_clock_nanosleep": 500}, out
+
+
+CALLER = r"""
+import os, sys
+print("ready", flush=True)
+for line in sys.stdin:
+    for _ in range(int(line)):
+        os.getppid()
+    print("done", flush=True)
+"""
+
+
+class Caller:
+    """Calls getppid() N times when told."""
+
+    def __init__(self) -> None:
+        self.p = subprocess.Popen([sys.executable, "-c", CALLER], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        assert self.p.stdout.readline() == "ready\n"
+        self.pid = self.p.pid
+
+    def call(self, n: int) -> None:
+        self.p.stdin.write("%d\n" % n)
+        self.p.stdin.flush()
+        assert self.p.stdout.readline() == "done\n"
+
+    def close(self) -> None:
+        self.p.kill()
+        self.p.wait()
+
+
+@pytest.mark.vm
+@pytest.mark.needs("function", "function_graph")
+def test_function_tools_count_the_calls_of_the_cgroup(cg):
+    """The function tools in the guests (function tracing is forbidden on
+    the host): funccount counts exactly the 300 getppid() calls of the task
+    in the cgroup and funcgraph draws 300 trees, none of the 300 calls of a
+    task outside."""
+    from test_funcgraph import getppid_function, text_trees
+    func = getppid_function()
+    path = cg.make("fn")
+    for tool, args in (("funccount", ["--json", func]), ("funcgraph", [func])):
+        with closing(Caller(), Caller()) as (w, outside):
+            cg.move(path, w.pid)
+            t = tooling.start(tool, "--cgroup", path, *args, timeout=600)
+            w.call(300)
+            outside.call(300)
+            rc, out, err = t.stop(signal.SIGINT, timeout=600)
+        assert rc == 0, err
+        if tool == "funccount":
+            assert json.loads(out.splitlines()[-1])["counts"] == {func: 300}, out + err
+        else:
+            trees = text_trees(out)
+            assert len(trees) == 300 and all(t[0] == (0, func) for t in trees), out[-3000:]
 
 
 NO_LOOP = pytest.mark.skipif(loopdev.have_tools() is not None,
