@@ -15,19 +15,10 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "lib"))
 sys.path.insert(0, HERE)
 
+import tooling  # noqa: E402
 import tracestate  # noqa: E402
 
-# Started in the background by a non-interactive shell (``.ci/run &``),
-# the run inherits SIGINT and SIGQUIT ignored, and so would every tool and
-# peer it starts: a shell script (perf-tools) cannot trap a signal ignored
-# on entry, and never ends on Ctrl-C (iolatency-perf hung 60 s in such a
-# run and, killed, left its lock and events behind). The tests send them
-# as a terminal would: back to the defaults before anything starts.
-import signal  # noqa: E402
-for _sig in (signal.SIGINT, signal.SIGQUIT):
-    if signal.getsignal(_sig) == signal.SIG_IGN:
-        signal.signal(_sig, signal.default_int_handler if _sig == signal.SIGINT
-                      else signal.SIG_DFL)
+tooling.default_signals()  # (a run started with "&" ignores SIGINT: see there)
 
 
 def _features():

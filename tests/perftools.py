@@ -7,6 +7,10 @@ perf-tools run on the machine) and the top-level events it enabled."""
 import os
 import subprocess
 
+import tooling
+
+tooling.default_signals()   # perf-tools must be able to trap Ctrl-C
+
 TRACING = "/sys/kernel/tracing"
 LOCK = "/var/tmp/.ftrace-lock"     # perf-tools' own, holding its PID
 

@@ -29,6 +29,21 @@ LIMIT_SCALE = float(os.environ.get("FTT_LIMIT_SCALE", "0")) or SCALE
 EMULATED = os.environ.get("FTT_EMULATED") == "1"
 
 
+def default_signals() -> None:
+    """SIGINT and SIGQUIT back to their defaults where this process
+    inherited them ignored. Started in the background by a non-interactive
+    shell (``.ci/run &``, ``tests/bench/run &``), a run ignores them, and so
+    would every tool and peer it starts: a shell script (perf-tools) cannot
+    trap a signal ignored on entry and never ends on Ctrl-C (iolatency-perf
+    hung 60 s in such a test run and, killed, left its lock and events
+    behind; iosnoop-perf hung a benchmark). Tests and benchmarks send
+    signals as a terminal would."""
+    for sig, handler in ((signal.SIGINT, signal.default_int_handler),
+                         (signal.SIGQUIT, signal.SIG_DFL)):
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, handler)
+
+
 def tool_path(tool: str) -> str:
     return os.path.join(REPO, "bin", tool)
 
