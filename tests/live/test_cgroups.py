@@ -450,24 +450,35 @@ for line in sys.stdin:
 """
 
 
-class Sleeper:
-    """Sleeps N times a millisecond (N clock_nanosleep calls) when told,
-    and says how many voluntary switches the kernel counted meanwhile."""
+class Told:
+    """A Python worker (``script``) that prints "ready", then for each
+    number it is sent does its work and answers with one line."""
 
-    def __init__(self) -> None:
-        self.p = subprocess.Popen([sys.executable, "-c", SLEEPER], stdin=subprocess.PIPE,
+    def __init__(self, script: str) -> None:
+        self.p = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True)
         assert self.p.stdout.readline() == "ready\n"
         self.pid = self.p.pid
 
-    def sleep(self, n: int) -> int:
+    def tell(self, n: int) -> str:
         self.p.stdin.write("%d\n" % n)
         self.p.stdin.flush()
-        return int(self.p.stdout.readline())
+        return self.p.stdout.readline()
 
     def close(self) -> None:
         self.p.kill()
         self.p.wait()
+
+
+class Sleeper(Told):
+    """Sleeps N times a millisecond (N clock_nanosleep calls) when told,
+    and says how many voluntary switches the kernel counted meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__(SLEEPER)
+
+    def sleep(self, n: int) -> int:
+        return int(self.tell(n))
 
 
 def test_offcputime_sleeps_of_the_cgroup(cg):
@@ -534,23 +545,14 @@ for line in sys.stdin:
 """
 
 
-class Caller:
+class Caller(Told):
     """Calls getppid() N times when told."""
 
     def __init__(self) -> None:
-        self.p = subprocess.Popen([sys.executable, "-c", CALLER], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True)
-        assert self.p.stdout.readline() == "ready\n"
-        self.pid = self.p.pid
+        super().__init__(CALLER)
 
     def call(self, n: int) -> None:
-        self.p.stdin.write("%d\n" % n)
-        self.p.stdin.flush()
-        assert self.p.stdout.readline() == "done\n"
-
-    def close(self) -> None:
-        self.p.kill()
-        self.p.wait()
+        assert self.tell(n) == "done\n"
 
 
 @pytest.mark.vm

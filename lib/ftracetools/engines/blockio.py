@@ -160,6 +160,14 @@ def start_event(s, queued: bool) -> str:
     return "block_rq_insert"
 
 
+def latency(record, queued: bool) -> int:
+    """An I/O record's latency (ns): from its issue to the driver, or
+    from its submission with ``queued`` (-Q) or where it has no issue (a
+    bio-based device)."""
+    done, start, issue = record[0], record[5], record[6]
+    return done - (start if queued or issue is None else issue)
+
+
 class Interval:
     """What one interval saw: latencies (ns) and unmatched completions,
     by kernel dev; with ``Stream(who=True)``, instead of latencies, a
