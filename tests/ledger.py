@@ -20,12 +20,58 @@ __all__ = ["TIERS", "tier", "check"]
 
 # tier -> {"skips": {test id: the start of the reason}, "min_run": N}
 TIERS: Dict[str, Dict] = {
-    "unit": {"skips": {}, "min_run": 623},
+    "unit": {"skips": {}, "min_run": 646},
     # the development and CI host: function tracing forbidden (EPERM), no
     # kprobes, fprobes, hist triggers or function profiler, no
     # device-mapper (the bio-based device of biosnoop's and iolatency's dm
     # test: zram stands in for it here)
-    "live 6.18": {"min_run": 254, "skips": {
+    "live 6.18": {"min_run": 256, "skips": {
+        "tests/live/test_torture_faults.py::test_every_setup_write_failing[EBUSY-funclatency]":
+            "needs function",
+        "tests/live/test_torture_faults.py::test_every_setup_write_failing[EINVAL-funclatency]":
+            "needs function",
+        "tests/live/test_torture_faults.py::test_every_setup_write_failing[ENOMEM-funclatency]":
+            "needs function",
+        "tests/live/test_torture_faults.py::test_every_setup_write_failing[EPERM-funclatency]":
+            "needs function",
+        "tests/live/test_torture_faults.py::test_no_space_for_the_journal[funclatency]":
+            "needs function",
+        "tests/live/test_torture_faults.py::test_offline_cpu[funclatency]":
+            "needs function",
+        "tests/live/test_torture_faults.py::test_pid_that_exits_during_setup[funclatency]":
+            "needs function",
+        "tests/live/test_torture_faults.py::test_trace_pipe_held_open_by_someone_else[funclatency]":
+            "needs function",
+        "tests/live/test_torture_signals.py::test_pipe_closed_by_head[funclatency]":
+            "needs function",
+        "tests/live/test_torture_signals.py::test_sigint_as_soon_as_tracing[funclatency]":
+            "needs function",
+        "tests/live/test_torture_signals.py::test_sigkill_at_random_moments[funclatency]":
+            "needs function",
+        "tests/live/test_torture_signals.py::test_signal_matrix[setup-funclatency]":
+            "needs function",
+        "tests/live/test_torture_signals.py::test_signal_matrix[streaming-funclatency]":
+            "needs function",
+        "tests/live/test_torture_signals.py::test_signal_matrix[teardown-funclatency]":
+            "needs function",
+        "tests/live/test_funclatency.py::test_every_call_counted_in_its_bucket[fprobe-hist]":
+            "needs fprobes",
+        "tests/live/test_funclatency.py::test_every_call_counted_in_its_bucket[kprobe-hist]":
+            "needs kprobes",
+        "tests/live/test_funclatency.py::test_every_call_counted_in_its_bucket[graph]":
+            "needs function_graph",
+        "tests/live/test_funclatency.py::test_slower_prints_exactly_the_slow_calls[fprobe-hist]":
+            "needs fprobes",
+        "tests/live/test_funclatency.py::test_slower_prints_exactly_the_slow_calls[kprobe-hist]":
+            "needs kprobes",
+        "tests/live/test_funclatency.py::test_slower_prints_exactly_the_slow_calls[graph]":
+            "needs function_graph",
+        "tests/live/test_funclatency.py::test_errors_prints_the_calls_a_signal_cut_short[fprobe-hist]":
+            "needs fprobes",
+        "tests/live/test_funclatency.py::test_errors_prints_the_calls_a_signal_cut_short[kprobe-hist]":
+            "needs kprobes",
+        "tests/live/test_funclatency.py::test_errors_refused_where_no_return_values":
+            "needs function_graph",
         "tests/live/test_cgroups.py::test_function_tools_count_the_calls_of_the_cgroup":
             "needs function",
         "tests/live/test_biosnoop.py::test_bio_based_device_counted_from_its_bio_events[dm]":
@@ -144,7 +190,13 @@ TIERS: Dict[str, Dict] = {
             "needs kprobes",
     }},
     # Debian 12's 6.1: no fprobes (6.5+), no function profiler
-    "vm 6.1": {"min_run": 56, "skips": {
+    "vm 6.1": {"min_run": 62, "skips": {
+        "tests/live/test_funclatency.py::test_every_call_counted_in_its_bucket[fprobe-hist]":
+            "needs fprobes",
+        "tests/live/test_funclatency.py::test_slower_prints_exactly_the_slow_calls[fprobe-hist]":
+            "needs fprobes",
+        "tests/live/test_funclatency.py::test_errors_prints_the_calls_a_signal_cut_short[fprobe-hist]":
+            "needs fprobes",
         "tests/live/test_funccount.py::test_cpu_filter_on_pinned_workloads[fprobe-hist]":
             "needs fprobes",
         "tests/live/test_funccount.py::test_exact_count_of_a_process[fprobe-hist]":
@@ -158,7 +210,7 @@ TIERS: Dict[str, Dict] = {
             "needs hist_stacktrace",
     }},
     # Debian 12's 6.12: no function profiler (CONFIG_FUNCTION_PROFILER off)
-    "vm 6.12": {"min_run": 60, "skips": {
+    "vm 6.12": {"min_run": 69, "skips": {
         "tests/live/test_funccount.py::test_exact_count_unfiltered[profiler]":
             "needs function_profiler",
     }},

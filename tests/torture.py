@@ -46,6 +46,7 @@ TOOLS = {
     "biosnoop": ([], ()),
     "funccount": (["-i", "0.2", "vfs_read"], ("function",)),
     "funcgraph": (["vfs_read"], ("function_graph",)),
+    "funclatency": (["-i", "0.2", "vfs_read"], ("function",)),
 }
 
 

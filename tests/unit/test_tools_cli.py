@@ -14,9 +14,10 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOLS = sorted(t for t in os.listdir(os.path.join(REPO, "bin")) if not t.startswith("."))
 # tools with process targets (-p -L -c -C)
-TARGETED = ("funccount", "funcgraph", "offcputime", "pagefaults", "schedtrace")
+TARGETED = ("funccount", "funcgraph", "funclatency", "offcputime", "pagefaults",
+            "schedtrace")
 # a pattern for those that need one
-NEED = {"funccount": ["vfs_read"], "funcgraph": ["vfs_read"]}
+NEED = {"funccount": ["vfs_read"], "funcgraph": ["vfs_read"], "funclatency": ["vfs_read"]}
 
 
 def run(tool, *args, user=None, python=sys.executable, env=None, **kw):
@@ -144,6 +145,17 @@ OWN = {
         (["vfs_read", "t:sched:x"], "count functions or tracepoints"),
         (["t:sched"], "t:sched: not a tracepoint pattern"),
         (["t:nosuch:*"], "t:nosuch:* matches no tracepoint"),
+    ],
+    "funclatency": [
+        ([], "missing PATTERN"), (["a b"], "a b: not a function pattern"),
+        (["-r", "a b"], "a b: not a regular expression"),
+        (["-u", "-m", "f"], "-u and -m exclude each other"),
+        (["--slower", "x", "f"], "--slower x: not a number of microseconds"),
+        (["--slower", "-1", "f"], "--slower -1: must be from 0"),
+        (["--slower", "5", "-i", "1", "f"], "--slower prints calls, not histograms"),
+        (["--errors", "-m", "f"], "--errors prints calls, not histograms"),
+        (["--probes", "x", "f"], "--probes x: not a whole number"),
+        (["-i", "0", "f"], "-i 0: must be more than 0"),
     ],
     "funcgraph": [
         ([], "missing FUNCTION"), (["-m", "0", "f"], "-m 0: must be from 1"),

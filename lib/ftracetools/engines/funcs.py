@@ -36,7 +36,7 @@ from ftracetools.ring.source import Source
 
 __all__ = ["METHODS", "TRACEPOINT_METHODS", "DESCRIBE", "TOP_LEVEL", "PROBE_COST_MS",
            "COUNTER_EVENTS", "NO_STACKS", "NO_STACK", "Refused", "ProbeFailed", "why_not",
-           "choose", "match_tracepoints", "open_counter"]
+           "choose", "traceable", "match_tracepoints", "open_counter"]
 
 METHODS = ("profiler", "kprobe", "fprobe-hist", "kprobe-hist", "function")
 TRACEPOINT_METHODS = ("tp-hist", "tp-counter", "tp-records")
@@ -111,30 +111,52 @@ def why_not(method: str, feat, targets, names: List[str], dups: Set[str],
 
 def choose(feat, targets, names: List[str], dups: Set[str], max_probes: int,
            warn: Callable[[str], None], tracepoints: bool = False,
-           stacks: bool = False) -> str:
+           stacks: bool = False, methods: Optional[Tuple[str, ...]] = None,
+           why: Optional[Callable] = None) -> str:
     """The first method that can count ``names`` exactly here, per stack
-    with ``stacks`` (the test switch FTT_METHOD forces one, or a refusal)."""
-    methods = TRACEPOINT_METHODS if tracepoints else METHODS
+    with ``stacks`` (the test switch FTT_METHOD forces one, or a refusal);
+    another tool's ``methods``, judged by its ``why`` (``why_not``'s
+    arguments), are chosen the same way."""
+    methods = methods or (TRACEPOINT_METHODS if tracepoints else METHODS)
+    why_not_ = why or why_not
     forced = switches.get("METHOD")
     if forced:
         if forced not in methods:
             raise Refused("FTT_METHOD=%s: not one of %s" % (forced, ", ".join(methods)))
-        why = why_not(forced, feat, targets, names, dups, max_probes, stacks)
-        if why:
-            raise Refused("cannot count with %s: %s" % (forced, why))
+        reason = why_not_(forced, feat, targets, names, dups, max_probes, stacks)
+        if reason:
+            raise Refused("cannot count with %s: %s" % (forced, reason))
         return forced
     reasons = []
     for m in methods:
-        why = why_not(m, feat, targets, names, dups, max_probes, stacks)
-        if why is None:
+        reason = why_not_(m, feat, targets, names, dups, max_probes, stacks)
+        if reason is None:
             if reasons and m == "function" and len(names) > max_probes:
                 warn("%d functions matched: more than -m %d probes; counting "
                      "with the function tracer (costs funccount CPU per call)"
                      % (len(names), max_probes))
             return m
-        reasons.append("%s: %s" % (m, why))
+        reasons.append("%s: %s" % (m, reason))
     raise Refused("no way to count %s here (%s)" % (
         "stacks of these functions" if stacks else "functions", "; ".join(reasons)))
+
+
+def traceable(feat, patterns: List[str], regex: bool, instead: str):
+    """(the traceable functions the patterns match, the names listed twice);
+    a refusal where functions cannot be traced that ends with ``instead``
+    (what the user can do instead), a usage error with close names where
+    a pattern matches nothing."""
+    why = feat.why_not("function")
+    if why:
+        raise ToolError("%s. %s" % (why, instead))
+    have = symbols.load(feat.root)
+    names, empty = symbols.match_all(have, patterns, regex)
+    if empty:
+        near = symbols.suggest(have, empty[0])
+        raise UsageError("%s matches no traceable function" % empty[0],
+                         ("close: %s" % ", ".join(near)) if near else
+                         "see %s/available_filter_functions" % feat.root)
+    return names, symbols.duplicates(have)
 
 
 def match_tracepoints(root: str, patterns: List[str]) -> List[str]:

@@ -129,7 +129,7 @@ def resolve(path: str, option: str = "--cgroup", text: Optional[str] = None) -> 
         if only_v1 and rel != ".":
             raise UsageError("%s %s: only in cgroup v1 hierarchies (%s), which cannot be "
                              "traced" % (option, q, only_v1[0].opts.split(",")[-1]), hint)
-        raise UsageError("%s %s: no such cgroup (%s does not exist)"
+        raise UsageError("%s %s: no such cgroup (no %s)"
                          % (option, q, _shown(full)), hint)
     if not os.path.exists(os.path.join(full, "cgroup.threads")):
         raise UsageError("%s %s: not a cgroup (no cgroup.threads in %s)"

@@ -125,33 +125,49 @@ class KernelLatency:
     """``start`` and ``end`` are (system, event, filter or None); ``keys``
     pair them (fields both events have); ``carry`` are end-event fields
     (name, synthetic type) kept beside the latency, e.g. [("dev", "u32")].
+    ``usecs``: the latency in microseconds, else in the trace clock's
+    units (nanoseconds with ``mono``). ``count``: a hist on the synthetic
+    event counts by (carried fields, latency); without it, the synthetic
+    event is there to be enabled (records of each pair).
     """
 
     def __init__(self, session, kind: str, start: Tuple[str, str, Optional[str]],
                  end: Tuple[str, str, Optional[str]], keys: Sequence[str],
-                 carry: Sequence[Tuple[str, str]], size_bits: int = 15) -> None:
+                 carry: Sequence[Tuple[str, str]], size_bits: int = 15,
+                 usecs: bool = True, count: bool = True, count_bits: Optional[int] = None
+                 ) -> None:
         self.s = session
         self.name = name(session, kind)
         self.carry = [c for c, _ in carry]
         size = ":size=%d" % (1 << size_bits)
-        fields = "; ".join("%s %s" % (t, c) for c, t in carry) + "; u64 lat"
+        fields = "; ".join(["%s %s" % (t, c) for c, t in carry] + ["u64 lat"])
         session.add_dynamic("synthetic_events", "%s %s" % (self.name, fields),
                             "!%s %s" % (self.name, fields))
         k = ",".join(keys)
+        ts = "common_timestamp" + (".usecs" if usecs else "")
         self.start = start
         self.end = end
-        session.add_trigger(start[0], start[1], "hist:keys=%s:ts0=common_timestamp.usecs%s%s"
-                            % (k, size, if_clause(start[2])))
+        self.count = count
+        session.add_trigger(start[0], start[1], "hist:keys=%s:ts0=%s%s%s"
+                            % (k, ts, size, if_clause(start[2])))
         session.add_trigger(end[0], end[1],
-                            "hist:keys=%s:lat=common_timestamp.usecs-$ts0%s:onmatch(%s.%s)"
-                            ".trace(%s,%s,$lat)%s"
-                            % (k, size, start[0], start[1], self.name, ",".join(self.carry),
+                            "hist:keys=%s:lat=%s-$ts0%s:onmatch(%s.%s)"
+                            ".trace(%s)%s"
+                            % (k, ts, size, start[0], start[1],
+                               ",".join([self.name] + self.carry + ["$lat"]),
                                if_clause(end[2])))
-        session.add_trigger("synthetic", self.name, "hist:keys=%s,lat:vals=hitcount%s"
-                            % (",".join(self.carry), size))
+        if count:
+            session.add_trigger("synthetic", self.name, "hist:keys=%s:vals=hitcount:size=%d"
+                                % (",".join(self.carry + ["lat"]),
+                                   1 << (count_bits or size_bits)))
+
+    def hits(self) -> Tuple[int, int]:
+        """(start events, end events) so far, as their triggers saw them."""
+        return tuple(sum(t.hits for t in read_hist(self.s, e[0], e[1]))
+                     for e in (self.start, self.end))
 
     def read(self) -> Dict[Tuple[int, ...], int]:
-        """Cumulative counts by (carried fields..., latency in us)."""
+        """Cumulative counts by (carried fields..., latency in its unit)."""
         counts: Dict[Tuple[int, ...], int] = {}
         for t in read_hist(self.s, "synthetic", self.name):
             for key, vals in t.entries:
@@ -162,6 +178,6 @@ class KernelLatency:
         """Events not counted because a table was full (reads every table:
         costly with many entries, call it rarely)."""
         return sum(t.dropped for system, event in ((self.start[0], self.start[1]),
-                                                   (self.end[0], self.end[1]),
-                                                   ("synthetic", self.name))
+                                                   (self.end[0], self.end[1]))
+                   + ((("synthetic", self.name),) if self.count else ())
                    for t in read_hist(self.s, system, event))
