@@ -113,9 +113,14 @@ def run_iosnoop(dev, fio) -> dict:
 def run_perf_trace(dev, fio) -> dict:
     ma, mi = _majmin(dev)
     kdev = (ma << 20) | mi
-    out, err, cpu, done = _traced(["perf", "trace", "--no-syscalls", "-a", "-e",
-                                   "block:block_rq_complete"], dev, fio, "",
-                                  stream="none")
+    # perf trace writes its events to stderr, or to -o FILE: a file, read
+    # once it has ended
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "trace.txt")
+        _, err, cpu, done = _traced(["perf", "trace", "--no-syscalls", "-a", "-o", path, "-e",
+                                     "block:block_rq_complete"], dev, fio, "", stream="none")
+        with open(path, errors="replace") as f:
+            out = f.readlines()
     lines = sum(1 for l in out if "block_rq_complete" in l and
                 ("%d,%d" % (ma, mi) in l or "dev: %d" % kdev in l or "dev: %d," % kdev in l))
     lost = sum(int(n) for n in re.findall(r"LOST (\d+) events", "".join(out) + err, re.I))

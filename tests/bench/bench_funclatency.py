@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Benchmark funclatency's timing paths beside perf ftrace latency and
+trace-cmd's function_graph (not a test).
+
+A workload makes CALLS getppid() system calls; each path the kernel
+offers (forced with FTT_METHOD) times them with -p, and so do
+``perf ftrace latency -T FUNC -p PID`` (its function_graph path: no BPF
+here) and ``trace-cmd record -p function_graph -l FUNC -P PID`` then
+``report``. Printed per row, medians of ROUNDS interleaved runs:
+
+  tool CPU s/M   user+system CPU of the tool (and its children, trace-cmd's
+                 report included) per million calls, beyond that of the
+                 same run with no calls (FIXED: start-up, set-up, teardown)
+  slowdown       workload wall time while timed / untraced
+  exact          runs that saw every call (the histogram's count, or the
+                 calls in trace-cmd's report)
+  lost           calls the tool said it lost
+
+Needs root and a kernel that allows function tracing: run it in the
+Debian guests (``tests/bench/run funclatency``). Under QEMU software
+emulation every figure is 10-50x slower than on hardware: compare rows.
+
+Usage: bench_funclatency.py [CALLS [ROUNDS [ROWS]]]
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from bench_funccount import REPO, Load, finish, wait_line  # noqa: E402
+
+TOOL = os.path.join(REPO, "bin", "funclatency")
+LOST: Dict[str, int] = {}
+
+
+def run_ours(method: str, func: str, calls: int) -> Tuple[float, float, int]:
+    load = Load(calls)
+    p = subprocess.Popen([sys.executable, TOOL, "--json", "-p", str(load.p.pid), func],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, FTT_METHOD=method))
+    wait_line(p, "Tracing")
+    secs = load.go()
+    out, cpu = finish(p)
+    objs = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+    LOST[method] = LOST.get(method, 0) + sum(o.get("lost", 0) for o in objs)
+    return secs, cpu, sum(o["count"] for o in objs)
+
+
+def _armed(p: subprocess.Popen, root: str, tracer: str) -> None:
+    """Wait until the peer's tracer is set (its banner may sit in a pipe's
+    buffer), then a little more."""
+    cur = os.path.join(root, "current_tracer")
+    end = time.monotonic() + 600
+    while open(cur).read().strip() != tracer:
+        if p.poll() is not None or time.monotonic() > end:
+            raise RuntimeError("%s did not start: %s" % (p.args[0], p.stdout.read()[-300:]))
+        time.sleep(0.2)
+    time.sleep(2)
+
+
+def run_perf(func: str, calls: int) -> Tuple[float, float, int]:
+    from ftracetools.kernel.features import Features
+    load = Load(calls)
+    # stdin: /dev/null (in the guests it is the console, where perf ftrace
+    # blocks writing once the run ends)
+    p = subprocess.Popen(["perf", "ftrace", "latency", "-T", func, "-p", str(load.p.pid)],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    _armed(p, Features().root, "function_graph")
+    secs = load.go()
+    time.sleep(1)
+    p.send_signal(signal.SIGINT)
+    out, cpu = finish(p)
+    # "     0 - 1    us |     1234 | ####": the count column of each row
+    got = sum(int(m.group(1)) for m in re.finditer(r"\|\s+(\d+)\s+\|", out))
+    return secs, cpu, got
+
+
+def run_tracecmd(func: str, calls: int) -> Tuple[float, float, int]:
+    from ftracetools.kernel.features import Features
+    load = Load(calls)
+    d = tempfile.mkdtemp()
+    dat = os.path.join(d, "trace.dat")
+    p = subprocess.Popen(["trace-cmd", "record", "-p", "function_graph", "-l", func,
+                          "-P", str(load.p.pid), "-o", dat], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _armed(p, Features().root, "function_graph")
+    secs = load.go()
+    p.send_signal(signal.SIGINT)
+    _, cpu = finish(p)
+    rep = subprocess.Popen(["trace-cmd", "report", "-i", dat], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True)
+    text, cpu2 = finish(rep)
+    # a leaf "FUNC();" or a closing "} /* FUNC */"
+    hit = re.compile(r"(\b%s\(\);|\} /\* %s \*/)" % ((re.escape(func),) * 2))
+    got = sum(1 for l in text.splitlines() if hit.search(l))
+    shutil.rmtree(d, ignore_errors=True)
+    return secs, cpu + cpu2, got
+
+
+def main(argv: List[str]) -> int:
+    calls = int(argv[1]) if len(argv) > 1 else 100000
+    rounds = int(argv[2]) if len(argv) > 2 else 3
+    from ftracetools.kernel.features import Features
+    feat = Features()
+    why = feat.why_not("function")
+    if why:
+        print("bench_funclatency: cannot run here: %s" % why)
+        return 0
+    with open(os.path.join(feat.root, "available_filter_functions")) as f:
+        have = {l.split()[0] for l in f if l.strip()}
+    func = next(n for n in ("__do_sys_getppid", "__se_sys_getppid", "__x64_sys_getppid")
+                if n in have)
+    needs = {"fprobe-hist": ("fprobes", "hist", "synthetic"),
+             "kprobe-hist": ("kprobes", "hist", "synthetic"), "graph": ("function_graph",)}
+    paths = [m for m, fs in needs.items() if all(feat.has(x) for x in fs)]
+    peers = {"perf ftrace": run_perf, "trace-cmd": run_tracecmd}
+    paths += [p for p, cmd in (("perf ftrace", "perf"), ("trace-cmd", "trace-cmd"))
+              if shutil.which(cmd)]
+    if len(argv) > 3:   # only these rows (comma-separated)
+        paths = [p for p in paths if p in argv[3].split(",")]
+    res: Dict[str, List[Tuple[float, float, int]]] = {p: [] for p in paths + ["none"]}
+    idle: Dict[str, List[float]] = {p: [] for p in paths}
+
+    def one(p: str, n: int) -> Tuple[float, float, int]:
+        return peers[p](func, n) if p in peers else run_ours(p, func, n)
+    for _ in range(rounds):
+        res["none"].append((Load(calls).go(), 0.0, calls))
+        for p in paths:
+            try:
+                r, r0 = one(p, calls), one(p, 0)
+            except Exception as e:  # a broken path is a row, not a crash
+                print("%s: %s" % (p, e), file=sys.stderr)
+                continue
+            res[p].append(r)
+            idle[p].append(r0[1])
+            print("  %s: %.2f s, tool CPU %.2f s (idle run %.2f s), timed %d"
+                  % (p, r[0], r[1], r0[1], r[2]), file=sys.stderr, flush=True)
+    base = statistics.median(s for s, _, _ in res["none"])
+    print("%s, %d calls of %s, median of %d interleaved rounds (%s)"
+          % (os.uname().release, calls, func, rounds,
+             "noisy shared machine; QEMU TCG if a VM: compare rows only"))
+    print("%-14s %12s %12s %10s %8s %8s" % ("PATH", "TOOL CPU s/M", "FIXED CPU s",
+                                             "SLOWDOWN", "EXACT", "LOST"))
+    for p in paths:
+        if not res[p]:
+            print("%-14s %12s %12s %10s %8s" % (p, "failed", "-", "-", "-"))
+            continue
+        secs = statistics.median(s for s, _, _ in res[p])
+        cpu = statistics.median(c for _, c, _ in res[p])
+        fixed = statistics.median(idle[p])
+        exact = sum(1 for _, _, g in res[p] if g == calls)
+        print("%-14s %12.3f %12.2f %9.2fx %5d/%d %8s" % (
+            p, max(0.0, cpu - fixed) / calls * 1e6, fixed, secs / base, exact, len(res[p]),
+            LOST.get(p, "-") if p not in peers else "-"))
+    print("%-14s %12s %12s %9.2fx" % ("untraced", "-", "-", 1.0))
+    print("TOOL CPU s/M: CPU of the tool per million calls timed beyond the same run "
+          "with no calls (FIXED: start-up, set-up, teardown); SLOWDOWN: workload wall "
+          "time traced / untraced; EXACT: runs that saw every call; LOST: calls the "
+          "tool reported lost")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
