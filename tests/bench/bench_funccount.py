@@ -124,6 +124,47 @@ def run_tracecmd(func: str, calls: int) -> Tuple[float, float, int]:
     return secs, cpu, got
 
 
+def compare(paths: List[str], one, func: str, calls: int, rounds: int,
+            lost: Dict[str, int], peers, verb: str) -> None:
+    """Rounds of ``one(path, calls)`` -> (workload seconds, tool CPU, calls
+    seen), each beside the same run with no calls and an untraced run,
+    interleaved; then the table of medians (shared with bench_funclatency)."""
+    res: Dict[str, List[Tuple[float, float, int]]] = {p: [] for p in paths + ["none"]}
+    idle: Dict[str, List[float]] = {p: [] for p in paths}
+    for _ in range(rounds):
+        res["none"].append((Load(calls).go(), 0.0, calls))
+        for p in paths:
+            try:
+                # with no calls: start-up, set-up and teardown, which do not
+                # grow with the call rate
+                r, r0 = one(p, calls), one(p, 0)
+            except Exception as e:  # a broken path is a row, not a crash
+                print("%s: %s" % (p, e), file=sys.stderr)
+                continue
+            res[p].append(r)
+            idle[p].append(r0[1])
+            print("  %s: %.2f s, tool CPU %.2f s (idle run %.2f s), %s %d"
+                  % (p, r[0], r[1], r0[1], verb, r[2]), file=sys.stderr, flush=True)
+    base = statistics.median(s for s, _, _ in res["none"])
+    print("%s, %d calls of %s, median of %d interleaved rounds (%s)"
+          % (os.uname().release, calls, func, rounds,
+             "noisy shared machine; QEMU TCG if a VM: compare rows only"))
+    print("%-14s %12s %12s %10s %8s %8s" % ("PATH", "TOOL CPU s/M", "FIXED CPU s",
+                                             "SLOWDOWN", "EXACT", "LOST"))
+    for p in paths:
+        if not res[p]:
+            print("%-14s %12s %12s %10s %8s" % (p, "failed", "-", "-", "-"))
+            continue
+        secs = statistics.median(s for s, _, _ in res[p])
+        cpu = statistics.median(c for _, c, _ in res[p])
+        fixed = statistics.median(idle[p])
+        exact = sum(1 for _, _, g in res[p] if g == calls)
+        print("%-14s %12.3f %12.2f %9.2fx %5d/%d %8s" % (
+            p, max(0.0, cpu - fixed) / calls * 1e6, fixed, secs / base, exact, len(res[p]),
+            lost.get(p, "-") if p not in peers else "-"))
+    print("%-14s %12s %12s %9.2fx" % ("untraced", "-", "-", 1.0))
+
+
 def main(argv: List[str]) -> int:
     calls = int(argv[1]) if len(argv) > 1 else 200000
     rounds = int(argv[2]) if len(argv) > 2 else 3
@@ -142,44 +183,10 @@ def main(argv: List[str]) -> int:
     paths = [m for m, fs in needs.items() if all(feat.has(x) for x in fs)]
     if shutil.which("trace-cmd"):
         paths.append("trace-cmd")
-    res: Dict[str, List[Tuple[float, float, int]]] = {p: [] for p in paths + ["none"]}
-    idle: Dict[str, List[float]] = {p: [] for p in paths}
 
     def one(p: str, n: int) -> Tuple[float, float, int]:
         return run_tracecmd(func, n) if p == "trace-cmd" else run_funccount(p, func, n)
-    for _ in range(rounds):
-        res["none"].append((Load(calls).go(), 0.0, calls))
-        for p in paths:
-            try:
-                r = one(p, calls)
-                # the same run with no calls: start-up, probe set-up and
-                # teardown, which do not grow with the call rate
-                r0 = one(p, 0)
-            except Exception as e:  # a broken path is a row, not a crash
-                print("%s: %s" % (p, e), file=sys.stderr)
-                continue
-            res[p].append(r)
-            idle[p].append(r0[1])
-            print("  %s: %.2f s, tool CPU %.2f s (idle run %.2f s), counted %d"
-                  % (p, r[0], r[1], r0[1], r[2]), file=sys.stderr, flush=True)
-    base = statistics.median(s for s, _, _ in res["none"])
-    print("%s, %d calls of %s, median of %d interleaved rounds (%s)"
-          % (os.uname().release, calls, func, rounds,
-             "noisy shared machine; QEMU TCG if a VM: compare rows only"))
-    print("%-14s %12s %12s %10s %8s %8s" % ("PATH", "TOOL CPU s/M", "FIXED CPU s",
-                                             "SLOWDOWN", "EXACT", "LOST"))
-    for p in paths:
-        if not res[p]:
-            print("%-14s %12s %12s %10s %8s" % (p, "failed", "-", "-", "-"))
-            continue
-        secs = statistics.median(s for s, _, _ in res[p])
-        cpu = statistics.median(c for _, c, _ in res[p])
-        fixed = statistics.median(idle[p])
-        exact = sum(1 for _, _, g in res[p] if g == calls)
-        print("%-14s %12.3f %12.2f %9.2fx %5d/%d %8s" % (
-            p, max(0.0, cpu - fixed) / calls * 1e6, fixed, secs / base, exact, len(res[p]),
-            LOST.get(p, "-") if p != "trace-cmd" else "-"))
-    print("%-14s %12s %12s %9.2fx" % ("untraced", "-", "-", 1.0))
+    compare(paths, one, func, calls, rounds, LOST, ("trace-cmd",), "counted")
     print("TOOL CPU s/M: CPU of the counting tool per million calls beyond the same run "
           "with no calls (FIXED: start-up, set-up, teardown); SLOWDOWN: workload wall "
           "time traced / untraced; EXACT: runs that counted every call; LOST: events the "

@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from typing import Dict, List, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_funccount import REPO, Load, finish, wait_line  # noqa: E402
+from bench_funccount import REPO, Load, compare, finish, wait_line  # noqa: E402
 
 TOOL = os.path.join(REPO, "bin", "funclatency")
 LOST: Dict[str, int] = {}
@@ -129,41 +128,10 @@ def main(argv: List[str]) -> int:
               if shutil.which(cmd)]
     if len(argv) > 3:   # only these rows (comma-separated)
         paths = [p for p in paths if p in argv[3].split(",")]
-    res: Dict[str, List[Tuple[float, float, int]]] = {p: [] for p in paths + ["none"]}
-    idle: Dict[str, List[float]] = {p: [] for p in paths}
 
     def one(p: str, n: int) -> Tuple[float, float, int]:
         return peers[p](func, n) if p in peers else run_ours(p, func, n)
-    for _ in range(rounds):
-        res["none"].append((Load(calls).go(), 0.0, calls))
-        for p in paths:
-            try:
-                r, r0 = one(p, calls), one(p, 0)
-            except Exception as e:  # a broken path is a row, not a crash
-                print("%s: %s" % (p, e), file=sys.stderr)
-                continue
-            res[p].append(r)
-            idle[p].append(r0[1])
-            print("  %s: %.2f s, tool CPU %.2f s (idle run %.2f s), timed %d"
-                  % (p, r[0], r[1], r0[1], r[2]), file=sys.stderr, flush=True)
-    base = statistics.median(s for s, _, _ in res["none"])
-    print("%s, %d calls of %s, median of %d interleaved rounds (%s)"
-          % (os.uname().release, calls, func, rounds,
-             "noisy shared machine; QEMU TCG if a VM: compare rows only"))
-    print("%-14s %12s %12s %10s %8s %8s" % ("PATH", "TOOL CPU s/M", "FIXED CPU s",
-                                             "SLOWDOWN", "EXACT", "LOST"))
-    for p in paths:
-        if not res[p]:
-            print("%-14s %12s %12s %10s %8s" % (p, "failed", "-", "-", "-"))
-            continue
-        secs = statistics.median(s for s, _, _ in res[p])
-        cpu = statistics.median(c for _, c, _ in res[p])
-        fixed = statistics.median(idle[p])
-        exact = sum(1 for _, _, g in res[p] if g == calls)
-        print("%-14s %12.3f %12.2f %9.2fx %5d/%d %8s" % (
-            p, max(0.0, cpu - fixed) / calls * 1e6, fixed, secs / base, exact, len(res[p]),
-            LOST.get(p, "-") if p not in peers else "-"))
-    print("%-14s %12s %12s %9.2fx" % ("untraced", "-", "-", 1.0))
+    compare(paths, one, func, calls, rounds, LOST, peers, "timed")
     print("TOOL CPU s/M: CPU of the tool per million calls timed beyond the same run "
           "with no calls (FIXED: start-up, set-up, teardown); SLOWDOWN: workload wall "
           "time traced / untraced; EXACT: runs that saw every call; LOST: calls the "
