@@ -165,19 +165,27 @@ def compare(paths: List[str], one, func: str, calls: int, rounds: int,
     print("%-14s %12s %12s %9.2fx" % ("untraced", "-", "-", 1.0))
 
 
-def main(argv: List[str]) -> int:
-    calls = int(argv[1]) if len(argv) > 1 else 200000
-    rounds = int(argv[2]) if len(argv) > 2 else 3
+def getppid_body(who: str):
+    """(Features, the traceable getppid body), or (None, None) and a line
+    saying why not, where function tracing is forbidden."""
     from ftracetools.kernel.features import Features
     feat = Features()
     why = feat.why_not("function")
     if why:
-        print("bench_funccount: cannot run here: %s" % why)
-        return 0
+        print("%s: cannot run here: %s" % (who, why))
+        return None, None
     with open(os.path.join(feat.root, "available_filter_functions")) as f:
         have = {l.split()[0] for l in f if l.strip()}
-    func = next(n for n in ("__do_sys_getppid", "__se_sys_getppid", "__x64_sys_getppid")
-                if n in have)
+    return feat, next(n for n in ("__do_sys_getppid", "__se_sys_getppid",
+                                  "__x64_sys_getppid") if n in have)
+
+
+def main(argv: List[str]) -> int:
+    calls = int(argv[1]) if len(argv) > 1 else 200000
+    rounds = int(argv[2]) if len(argv) > 2 else 3
+    feat, func = getppid_body("bench_funccount")
+    if feat is None:
+        return 0
     needs = {"kprobe-hist": ("kprobes", "hist"), "fprobe-hist": ("fprobes", "hist"),
              "function": ("function_instance",), "profiler": ("function_profiler",)}
     paths = [m for m, fs in needs.items() if all(feat.has(x) for x in fs)]

@@ -36,7 +36,8 @@ from typing import Dict, List, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_funccount import REPO, Load, compare, finish, wait_line  # noqa: E402
+from bench_funccount import (REPO, Load, compare, finish, getppid_body,  # noqa: E402
+                             wait_line)
 
 TOOL = os.path.join(REPO, "bin", "funclatency")
 LOST: Dict[str, int] = {}
@@ -110,16 +111,9 @@ def run_tracecmd(func: str, calls: int) -> Tuple[float, float, int]:
 def main(argv: List[str]) -> int:
     calls = int(argv[1]) if len(argv) > 1 else 100000
     rounds = int(argv[2]) if len(argv) > 2 else 3
-    from ftracetools.kernel.features import Features
-    feat = Features()
-    why = feat.why_not("function")
-    if why:
-        print("bench_funclatency: cannot run here: %s" % why)
+    feat, func = getppid_body("bench_funclatency")
+    if feat is None:
         return 0
-    with open(os.path.join(feat.root, "available_filter_functions")) as f:
-        have = {l.split()[0] for l in f if l.strip()}
-    func = next(n for n in ("__do_sys_getppid", "__se_sys_getppid", "__x64_sys_getppid")
-                if n in have)
     needs = {"fprobe-hist": ("fprobes", "hist", "synthetic"),
              "kprobe-hist": ("kprobes", "hist", "synthetic"), "graph": ("function_graph",)}
     paths = [m for m, fs in needs.items() if all(feat.has(x) for x in fs)]
