@@ -33,12 +33,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "lib"))
 
+# Calls once told to (SIGUSR1), says so, and stays until told again:
+# funcgraph -p ends with the process it traces, and its CPU would leave
+# /proc before it was read.
 WORKLOAD = r"""
 import os, signal, sys
 signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
 signal.sigwait([signal.SIGUSR1])
 for _ in range(int(sys.argv[1])):
     os.getppid()
+print("done", flush=True)
+signal.sigwait([signal.SIGUSR1])
 """
 
 
@@ -94,7 +99,8 @@ def group_cpu(pgid: int) -> float:
 
 
 def one(tool: str, func: str, n: int, tmp: str):
-    w = subprocess.Popen([sys.executable, "-c", WORKLOAD, str(n)])
+    w = subprocess.Popen([sys.executable, "-c", WORKLOAD, str(n)], stdout=subprocess.PIPE,
+                         text=True)
     out, err = os.path.join(tmp, tool + ".out"), os.path.join(tmp, tool + ".err")
     if tool == "funcgraph":
         cmd = [sys.executable, os.path.join(REPO, "bin", "funcgraph"), "-p", str(w.pid), func]
@@ -119,7 +125,7 @@ def one(tool: str, func: str, n: int, tmp: str):
     c0 = group_cpu(p.pid)
     t0 = time.time()
     os.kill(w.pid, signal.SIGUSR1)
-    w.wait()
+    w.stdout.readline()
     wall = time.time() - t0
     # the tool's CPU while it takes in the records: until its output stops
     # growing (set-up and teardown, which patch every kernel function, are
@@ -130,6 +136,8 @@ def one(tool: str, func: str, n: int, tmp: str):
         n = os.path.getsize(out)
         still, size = (still + 1, size) if n == size else (0, n)
     cpu = group_cpu(p.pid) - c0
+    os.kill(w.pid, signal.SIGUSR1)
+    w.wait()
     if p.poll() is None:
         os.killpg(p.pid, signal.SIGINT)
     p.wait()
