@@ -7,9 +7,11 @@ or by hand with vng). The workload calls the getppid syscall body N times as
 fast as it can; each call is four function_graph records (entry and exit of
 the syscall body and of its one callee). For each tool, in interleaved
 rounds: the records it delivered (calls seen x 4) per second of workload,
-whether it saw every call (no loss), and the tool's CPU time (user+system,
-the its process group, from /proc, between the workload's start and the end
-of its output) per record. Prints medians.
+whether it saw every call (no loss), and the tool's CPU time per record
+(user+system: from /proc at tracing live, then from wait4 once Ctrl-C has
+ended it, its children and trace-cmd's report included, less the same run
+with no calls: set-up and teardown, which patch every kernel function, are
+left out). Prints medians.
 
 Under software emulation absolute figures are 10-50x off, and the host is
 shared with other developers' test runs: compare the tools with each other,
@@ -98,6 +100,18 @@ def group_cpu(pgid: int) -> float:
     return total / tick
 
 
+def _running(p: subprocess.Popen) -> bool:
+    """Still running (without reaping it: wait4 gives its CPU later)."""
+    return os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+
+
+def _reap(p: subprocess.Popen) -> float:
+    """Wait for it: its CPU and its children's, in seconds."""
+    _, _, ru = os.wait4(p.pid, 0)
+    p.returncode = 0
+    return ru.ru_utime + ru.ru_stime
+
+
 def one(tool: str, func: str, n: int, tmp: str):
     w = subprocess.Popen([sys.executable, "-c", WORKLOAD, str(n)], stdout=subprocess.PIPE,
                          text=True)
@@ -127,24 +141,24 @@ def one(tool: str, func: str, n: int, tmp: str):
     os.kill(w.pid, signal.SIGUSR1)
     w.stdout.readline()
     wall = time.time() - t0
-    # the tool's CPU while it takes in the records: until its output stops
-    # growing (set-up and teardown, which patch every kernel function, are
-    # left out)
+    # until its output stops growing (it has taken the records in), then
+    # Ctrl-C; its CPU from tracing live to its exit, teardown (and
+    # trace-cmd's report) included: main() takes away a run with no calls
     size, still = -1, 0
-    while still < 3 and p.poll() is None:
+    while still < 3 and _running(p):
         time.sleep(1)
         n = os.path.getsize(out)
         still, size = (still + 1, size) if n == size else (0, n)
-    cpu = group_cpu(p.pid) - c0
     os.kill(w.pid, signal.SIGUSR1)
     w.wait()
-    if p.poll() is None:
+    if _running(p):
         os.killpg(p.pid, signal.SIGINT)
-    p.wait()
+    cpu = _reap(p) - c0
     if tool == "trace-cmd":
-        rep = subprocess.run(["trace-cmd", "report", "-i", os.path.join(tmp, "t.dat")],
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        text = rep.stdout
+        rep = subprocess.Popen(["trace-cmd", "report", "-i", os.path.join(tmp, "t.dat")],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        text = rep.stdout.read()
+        cpu += _reap(rep)
     else:
         with open(out, errors="replace") as f:
             text = f.read()
@@ -175,9 +189,11 @@ def main() -> int:
     tmp = tempfile.mkdtemp()
     for r in range(a.r):
         for t in tools:
-            res[t].append(one(t, func, a.n, tmp))
-            print("round %d %-10s seen %d/%d wall %.2fs cpu %.2fs lost %s"
-                  % (r, t, *res[t][-1][:1], a.n, *res[t][-1][1:]), file=sys.stderr)
+            seen, wall, cpu, lost = one(t, func, a.n, tmp)
+            idle = one(t, func, 0, tmp)[2]     # the same run with no calls
+            res[t].append((seen, wall, cpu - idle, lost))
+            print("round %d %-10s seen %d/%d wall %.2fs cpu %.2fs (no calls: %.2fs) lost %s"
+                  % (r, t, seen, a.n, wall, cpu, idle, lost), file=sys.stderr)
     print("%d calls of %s, 4 records each, %d rounds, medians (kernel %s)"
           % (a.n, func, a.r, os.uname().release))
     print("%-11s %9s %12s %13s %6s" % ("TOOL", "SEEN", "RECORDS/S", "CPU/RECORD", "LOSS"))
@@ -187,6 +203,8 @@ def main() -> int:
         cpu = statistics.median(x[2] / max(1, x[0] * 4) for x in res[t])
         loss = sum(1 for x in res[t] if x[3] or x[0] < a.n)
         print("%-11s %9d %12.0f %10.1f us %3d/%d" % (t, seen, rate, cpu * 1e6, loss, a.r))
+    print("CPU/RECORD: the tool's CPU from tracing live to its exit (trace-cmd's report "
+          "included) beyond the same run with no calls, per record seen")
     return 0
 
 
