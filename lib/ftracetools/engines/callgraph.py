@@ -375,20 +375,14 @@ class GraphSource(Source):
         self.amap = symbols.AddrMap.load(s.root, every)
         self.feed = Feed(r, BACKLOG_PAGES)
         self._unread = 0
-        self.comms: Dict[int, str] = {}
+        self.comms = procs.Comms(lambda: tracefs.saved_cmdlines(s.root))
 
     def live(self) -> None:
         self.s.start()
 
     def comm(self, pid: int) -> str:
         """A task's name: /proc, or the kernel's saved names once it is gone."""
-        c = self.comms.get(pid)
-        if c is None:
-            c = procs.comm(pid) if pid else "<idle>"
-            if c == "?":
-                c = _saved_cmdlines(self.s.root).get(pid, "<...>")
-            self.comms[pid] = c
-        return c
+        return self.comms(pid)
 
     def _dropped(self, cpu: int) -> int:
         return lost_from_stats(read_stats(os.path.join(self.s.dir, "per_cpu", "cpu%d" % cpu)))
@@ -451,19 +445,6 @@ class GraphSource(Source):
 
     def unread(self) -> int:
         return self._unread
-
-
-_CMDLINES: Dict[int, str] = {}
-
-
-def _saved_cmdlines(root: str) -> Dict[int, str]:
-    """PID -> name from the kernel's saved_cmdlines (reading changes nothing)."""
-    if not _CMDLINES:
-        for line in (tracefs.read_opt(os.path.join(root, "saved_cmdlines")) or "").splitlines():
-            pid, _, name = line.partition(" ")
-            if pid.isdigit():
-                _CMDLINES[int(pid)] = name
-    return _CMDLINES
 
 
 def _global_graph_settings(root: str) -> List[str]:

@@ -145,6 +145,7 @@ class HistLatency(Source):
         self.returns: Dict[str, int] = {}
         self.paired: Dict[str, int] = {}
         self.said: Dict[str, int] = {}
+        self.lost_seen = 0
         self.rd = None
         if self.slower:
             s.set_buffer_kb(SLOW_KB)
@@ -177,12 +178,10 @@ class HistLatency(Source):
         self.drain()
         done, self.cur = self.cur, Interval()
         scale = 1000 if self.usecs else 1
-        for f, lat in self.lats.items():
+        for f, lat in ({} if self.slower else self.lats).items():
             # the returns first, then the pairs (as blockio.InKernel does):
             # a return counted is paired by the second read, or truly unpaired
-            returns = lat.hits()[1]
-            if self.slower:
-                continue
+            returns = lat.ends()
             counts = {k[-1]: n for k, n in lat.read().items()}
             old = self.seen[f]
             got = {v * scale: n - old.get(v, 0) for v, n in counts.items() if n != old.get(v, 0)}
@@ -194,7 +193,7 @@ class HistLatency(Source):
                 done.unpaired[f] = u
                 self.said[f] = self.said.get(f, 0) + u
         lost = self.lost()
-        done.lost, self.lost_seen = lost - getattr(self, "lost_seen", 0), lost
+        done.lost, self.lost_seen = lost - self.lost_seen, lost
         return done
 
     def lost(self) -> int:

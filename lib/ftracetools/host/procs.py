@@ -6,12 +6,12 @@ import shlex
 import shutil
 import signal
 import time
-from typing import List, Optional
+from typing import Callable, Dict, List, Optional
 
 from ftracetools.errors import CommandError, ToolError, UsageError
 
 __all__ = ["PID_MAX", "PF_KTHREAD", "parse_pid", "state", "alive", "threads", "check_tid",
-           "comm", "tgid", "kthread", "parse_command", "Command"]
+           "comm", "tgid", "kthread", "parse_command", "Command", "Comms"]
 
 
 PID_MAX = 1 << 22     # the kernel's limit (pid_max at most)
@@ -213,3 +213,22 @@ class Command:
         _, st = os.waitpid(self.pid, 0)
         self.status = os.waitstatus_to_exitcode(st)
         return True
+
+
+class Comms:
+    """Task names by PID, kept once seen: /proc while the task lives, else
+    ``gone()`` (PID -> name; a tool passes the kernel's saved_cmdlines),
+    asked again for each PID not found before."""
+
+    def __init__(self, gone: Callable[[], Dict[int, str]]) -> None:
+        self.gone = gone
+        self.known: Dict[int, str] = {}
+
+    def __call__(self, pid: int) -> str:
+        c = self.known.get(pid)
+        if c is None:
+            c = comm(pid) if pid else "<idle>"
+            if c == "?":
+                c = self.gone().get(pid, "<...>")
+            self.known[pid] = c
+        return c

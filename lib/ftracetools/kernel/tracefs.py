@@ -4,12 +4,13 @@ import errno
 import os
 import subprocess
 import time
-from typing import Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from ftracetools import switches
 from ftracetools.errors import ToolError
 
-__all__ = ["DEFAULT", "DEBUGFS", "require_root", "find_tracefs", "explain", "holders", "describe_holders", "read", "read_opt", "write", "rmdir", "ftrace_enabled"]
+__all__ = ["DEFAULT", "DEBUGFS", "require_root", "find_tracefs", "explain", "holders", "describe_holders", "read", "read_opt", "write", "rmdir", "ftrace_enabled",
+           "saved_cmdlines"]
 
 DEFAULT = "/sys/kernel/tracing"
 DEBUGFS = "/sys/kernel/debug"
@@ -181,3 +182,15 @@ def rmdir(path: str, tries: int = 50) -> None:
 def ftrace_enabled() -> bool:
     v = read_opt("/proc/sys/kernel/ftrace_enabled")
     return v is None or v.strip() != "0"
+
+
+def saved_cmdlines(root: str) -> Dict[int, str]:
+    """PID -> name from the kernel's saved_cmdlines: the names of tasks
+    whose events were recorded, kept after they are gone (reading it
+    changes nothing)."""
+    out: Dict[int, str] = {}
+    for line in (read_opt(os.path.join(root, "saved_cmdlines")) or "").splitlines():
+        pid, _, name = line.partition(" ")
+        if pid.isdigit():
+            out[int(pid)] = name
+    return out

@@ -161,10 +161,9 @@ class KernelLatency:
                                 % (",".join(self.carry + ["lat"]),
                                    1 << (count_bits or size_bits)))
 
-    def hits(self) -> Tuple[int, int]:
-        """(start events, end events) so far, as their triggers saw them."""
-        return tuple(sum(t.hits for t in read_hist(self.s, e[0], e[1]))
-                     for e in (self.start, self.end))
+    def ends(self) -> int:
+        """End events so far, as their trigger saw them (paired or not)."""
+        return sum(t.hits for t in read_hist(self.s, self.end[0], self.end[1]))
 
     def read(self) -> Dict[Tuple[int, ...], int]:
         """Cumulative counts by (carried fields..., latency in its unit)."""
