@@ -150,13 +150,17 @@ class Workload:
 def traced(*args: str, env=None) -> Tuple[Workload, Dict[int, Dict[str, int]], str, str]:
     """Run the ping-pong under schedtrace ``args -p PARENT``; return the
     workload, kernel deltas per task, the tool's stdout and stderr."""
+    born = time.monotonic_ns()
     w = Workload()
     try:
         settled(w.pid)
         t = tooling.start("schedtrace", *args, "-p", str(w.pid), env=env)
         before = settled(w.pid)
+        start = time.monotonic_ns()
         w.run()
         after = {w.pid: settled(w.pid), w.child: settled(w.child)}
+        # the longest each task's deltas can span (see possible())
+        w.spans = {w.pid: time.monotonic_ns() - start, w.child: time.monotonic_ns() - born}
         rc, out, err = t.stop(signal.SIGINT)
         assert rc == 0, err
         assert "lost" not in err, err
@@ -198,10 +202,21 @@ def ways(rounds: str) -> Dict[str, str]:
     return {"FTT_SMALL_ROUND": "0" if rounds == "arrays" else "1000000000"}
 
 
+def possible(w: Workload, delta: Dict[int, Dict[str, int]]) -> bool:
+    """Whether schedstat's own figures fit the time they span: once in the
+    6.12 guest (emulated clock) a task's run-queue wait grew by 3.25 s in a
+    run of well under a second (CI, 2026-11-29; offcputime's test met the
+    same: 4.7 s in 0.54 s)."""
+    return all(k["run_ns"] + k["wait_ns"] <= w.spans[pid] for pid, k in delta.items())
+
+
 @pytest.mark.vm
 @BOTH_WAYS
 def test_summary_matches_proc_accounting(rounds) -> None:
-    w, delta, out, err = traced("-s", "--json", env=ways(rounds))
+    for _ in range(3):
+        w, delta, out, err = traced("-s", "--json", env=ways(rounds))
+        if possible(w, delta):
+            break
     rows = [json.loads(l) for l in out.splitlines() if l.strip()]
     assert len(rows) == 1, out
     assert rows[0]["lost"] == 0
