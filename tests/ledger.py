@@ -190,7 +190,7 @@ TIERS: Dict[str, Dict] = {
             "needs kprobes",
     }},
     # Debian 12's 6.1: no fprobes (6.5+), no function profiler
-    "vm 6.1": {"min_run": 62, "skips": {
+    "vm 6.1": {"min_run": 72, "skips": {
         "tests/live/test_funclatency.py::test_every_call_counted_in_its_bucket[fprobe-hist]":
             "needs fprobes",
         "tests/live/test_funclatency.py::test_slower_prints_exactly_the_slow_calls[fprobe-hist]":
@@ -210,7 +210,7 @@ TIERS: Dict[str, Dict] = {
             "needs hist_stacktrace",
     }},
     # Debian 12's 6.12: no function profiler (CONFIG_FUNCTION_PROFILER off)
-    "vm 6.12": {"min_run": 69, "skips": {
+    "vm 6.12": {"min_run": 79, "skips": {
         "tests/live/test_funccount.py::test_exact_count_unfiltered[profiler]":
             "needs function_profiler",
     }},
