@@ -93,35 +93,46 @@ def run_funccount(method: str, func: str, calls: int) -> Tuple[float, float, int
     return secs, cpu, got
 
 
-def run_tracecmd(func: str, calls: int) -> Tuple[float, float, int]:
+def armed(p: subprocess.Popen, tracer: str) -> None:
+    """Wait until a peer has set its tracer (its "Hit Ctrl^C" line sits in
+    stdio's buffer while stdout is a pipe), then a little more."""
     from ftracetools.kernel.features import Features
+    cur = os.path.join(Features().root, "current_tracer")
+    end = time.monotonic() + 600
+    while open(cur).read().strip() != tracer:
+        if p.poll() is not None or time.monotonic() > end:
+            raise RuntimeError("%s did not start: %s" % (p.args[0], p.stdout.read()[-300:]))
+        time.sleep(0.2)
+    time.sleep(2)
+
+
+def tracecmd(tracer: str, func: str, calls: int, hit) -> Tuple[float, float, int]:
+    """``trace-cmd record -p TRACER -l FUNC -P PID`` on a run of ``calls``,
+    then ``report``: (workload seconds, CPU of both, report lines matching
+    ``hit``). stdin: /dev/null (in a guest it is the console)."""
     load = Load(calls)
     d = tempfile.mkdtemp()
     dat = os.path.join(d, "trace.dat")
-    p = subprocess.Popen(["trace-cmd", "record", "-p", "function", "-l", func,
-                          "-P", str(load.p.pid), "-o", dat],
+    p = subprocess.Popen(["trace-cmd", "record", "-p", tracer, "-l", func,
+                          "-P", str(load.p.pid), "-o", dat], stdin=subprocess.DEVNULL,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    # Its "Hit Ctrl^C" line sits in stdio's buffer while stdout is a pipe:
-    # wait for the instance of tracefs it sets up instead (top level: the
-    # tracer), then a little more.
-    cur = os.path.join(Features().root, "current_tracer")
-    end = time.monotonic() + 600
-    while time.monotonic() < end and open(cur).read().strip() != "function":
-        time.sleep(0.2)
-    time.sleep(2)
+    armed(p, tracer)
     secs = load.go()
     p.send_signal(2)
     _, cpu = finish(p)
     rep = subprocess.Popen(["trace-cmd", "report", "-i", dat], stdout=subprocess.PIPE,
                            stderr=subprocess.DEVNULL, text=True)
     text, cpu2 = finish(rep)
-    cpu += cpu2
-    # "function:   FUNC" (trace-cmd 3.x prints no parent unless asked;
-    # older ones add "<-- PARENT")
-    hit = re.compile(r"\bfunction:\s+%s(\s|$)" % re.escape(func))
     got = sum(1 for l in text.splitlines() if hit.search(l))
     shutil.rmtree(d, ignore_errors=True)
-    return secs, cpu, got
+    return secs, cpu + cpu2, got
+
+
+def run_tracecmd(func: str, calls: int) -> Tuple[float, float, int]:
+    # "function:   FUNC" (trace-cmd 3.x prints no parent unless asked;
+    # older ones add "<-- PARENT")
+    return tracecmd("function", func, calls,
+                    re.compile(r"\bfunction:\s+%s(\s|$)" % re.escape(func)))
 
 
 def compare(paths: List[str], one, func: str, calls: int, rounds: int,

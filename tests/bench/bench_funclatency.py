@@ -30,14 +30,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Dict, List, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_funccount import (REPO, Load, compare, finish, getppid_body,  # noqa: E402
-                             wait_line)
+from bench_funccount import (REPO, Load, armed, compare, finish,  # noqa: E402
+                             getppid_body, tracecmd, wait_line)
 
 TOOL = os.path.join(REPO, "bin", "funclatency")
 LOST: Dict[str, int] = {}
@@ -56,27 +55,14 @@ def run_ours(method: str, func: str, calls: int) -> Tuple[float, float, int]:
     return secs, cpu, sum(o["count"] for o in objs)
 
 
-def _armed(p: subprocess.Popen, root: str, tracer: str) -> None:
-    """Wait until the peer's tracer is set (its banner may sit in a pipe's
-    buffer), then a little more."""
-    cur = os.path.join(root, "current_tracer")
-    end = time.monotonic() + 600
-    while open(cur).read().strip() != tracer:
-        if p.poll() is not None or time.monotonic() > end:
-            raise RuntimeError("%s did not start: %s" % (p.args[0], p.stdout.read()[-300:]))
-        time.sleep(0.2)
-    time.sleep(2)
-
-
 def run_perf(func: str, calls: int) -> Tuple[float, float, int]:
-    from ftracetools.kernel.features import Features
     load = Load(calls)
     # stdin: /dev/null (in the guests it is the console, where perf ftrace
     # blocks writing once the run ends)
     p = subprocess.Popen(["perf", "ftrace", "latency", "-T", func, "-p", str(load.p.pid)],
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
-    _armed(p, Features().root, "function_graph")
+    armed(p, "function_graph")
     secs = load.go()
     time.sleep(1)
     p.send_signal(signal.SIGINT)
@@ -87,25 +73,9 @@ def run_perf(func: str, calls: int) -> Tuple[float, float, int]:
 
 
 def run_tracecmd(func: str, calls: int) -> Tuple[float, float, int]:
-    from ftracetools.kernel.features import Features
-    load = Load(calls)
-    d = tempfile.mkdtemp()
-    dat = os.path.join(d, "trace.dat")
-    p = subprocess.Popen(["trace-cmd", "record", "-p", "function_graph", "-l", func,
-                          "-P", str(load.p.pid), "-o", dat], stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    _armed(p, Features().root, "function_graph")
-    secs = load.go()
-    p.send_signal(signal.SIGINT)
-    _, cpu = finish(p)
-    rep = subprocess.Popen(["trace-cmd", "report", "-i", dat], stdout=subprocess.PIPE,
-                           stderr=subprocess.DEVNULL, text=True)
-    text, cpu2 = finish(rep)
     # a leaf "FUNC();" or a closing "} /* FUNC */"
-    hit = re.compile(r"(\b%s\(\);|\} /\* %s \*/)" % ((re.escape(func),) * 2))
-    got = sum(1 for l in text.splitlines() if hit.search(l))
-    shutil.rmtree(d, ignore_errors=True)
-    return secs, cpu + cpu2, got
+    return tracecmd("function_graph", func, calls,
+                    re.compile(r"(\b%s\(\);|\} /\* %s \*/)" % ((re.escape(func),) * 2)))
 
 
 def main(argv: List[str]) -> int:
