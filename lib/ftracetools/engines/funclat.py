@@ -224,15 +224,7 @@ class GraphLatency(Source):
         self.offs = [fmt.field(n).offset for n in ("func", "calltime", "rettime")]
         s.set("trace_clock", "mono")
         s.set_buffer_kb(kb)
-        s.set("set_ftrace_filter", symbols.filter_text(symbols.load(s.root), names))
-        got = [l.split()[0] for l in s.read("set_ftrace_filter").splitlines()
-               if l.strip() and not l.startswith("#")]
-        if set(got) != set(names):
-            raise funcs.ProbeFailed("set_ftrace_filter did not take the %d functions "
-                                    "asked (has %d)" % (len(names), len(got)))
-        targets.arm(s, pid_file="set_ftrace_pid", fork_option="function-fork")
-        if not targets.filtered and os.path.exists(s.path("set_ftrace_notrace_pid")):
-            s.set_pids("set_ftrace_notrace_pid", [os.getpid()])
+        funcs.only_functions(s, names, targets)
         s.set("current_tracer", "function_graph")
         self.rd = RawReader(s.dir, s.root, sorted(targets.cpus) if targets.cpus else None)
         s.own(self.rd)

@@ -36,7 +36,7 @@ from ftracetools.ring.source import Source
 
 __all__ = ["METHODS", "TRACEPOINT_METHODS", "DESCRIBE", "TOP_LEVEL", "PROBE_COST_MS",
            "COUNTER_EVENTS", "NO_STACKS", "NO_STACK", "Refused", "ProbeFailed", "why_not",
-           "choose", "traceable", "match_tracepoints", "open_counter"]
+           "choose", "traceable", "match_tracepoints", "only_functions", "open_counter"]
 
 METHODS = ("profiler", "kprobe", "fprobe-hist", "kprobe-hist", "function")
 TRACEPOINT_METHODS = ("tp-hist", "tp-counter", "tp-records")
@@ -297,15 +297,7 @@ class Traced(_Counter):
         fmt = EventFormat.load(s.root, "ftrace", "function")
         self.type, self.ip_off = fmt.id, fmt.field("ip").offset
         s.set_buffer_kb(RECORDS_KB)
-        s.set("set_ftrace_filter", symbols.filter_text(symbols.load(s.root), names))
-        got = [l.split()[0] for l in s.read("set_ftrace_filter").splitlines()
-               if l.strip() and not l.startswith("#")]
-        if set(got) != set(names):  # never trace more than asked (or all)
-            raise ToolError("set_ftrace_filter did not take the %d functions "
-                            "asked (has %d); try again" % (len(names), len(got)))
-        targets.arm(s, pid_file="set_ftrace_pid", fork_option="function-fork")
-        if not targets.filtered and os.path.exists(s.path("set_ftrace_notrace_pid")):
-            s.set_pids("set_ftrace_notrace_pid", [os.getpid()])  # not our reads
+        only_functions(s, names, targets)
         s.set("current_tracer", "function")  # EBUSY once trace_pipe_raw is open
         self.rd = RawReader(s.dir, s.root)
         s.own(self.rd)
@@ -469,6 +461,20 @@ class TracepointRecords(_Counter):
 
     def lost(self) -> int:
         return self.rd.lost() + self.rd.flagged_lost
+
+
+def only_functions(s, names: List[str], targets) -> None:
+    """The function tracers of the session: these functions only (checked:
+    never more than asked, or all), the targets' tasks only, never ours."""
+    s.set("set_ftrace_filter", symbols.filter_text(symbols.load(s.root), names))
+    got = [l.split()[0] for l in s.read("set_ftrace_filter").splitlines()
+           if l.strip() and not l.startswith("#")]
+    if set(got) != set(names):
+        raise ToolError("set_ftrace_filter did not take the %d functions "
+                        "asked (has %d); try again" % (len(names), len(got)))
+    targets.arm(s, pid_file="set_ftrace_pid", fork_option="function-fork")
+    if not targets.filtered and os.path.exists(s.path("set_ftrace_notrace_pid")):
+        s.set_pids("set_ftrace_notrace_pid", [os.getpid()])  # not our reads
 
 
 def open_counter(s, method: str, names: List[str], targets,
