@@ -98,7 +98,7 @@ def choose(feat, targets, names, dups, max_probes: int, warn, errors: bool) -> s
     """The first way that can time ``names`` here (FTT_METHOD forces one);
     with ``errors`` one that knows return values."""
     m = funcs.choose(feat, targets, names, dups, max_probes, warn,
-                     methods=METHODS, why=why_not)
+                     methods=METHODS, why=why_not, verb="time")
     if errors and m == "graph":
         raise funcs.Refused("--errors: %s" % NO_RETVAL)
     return m

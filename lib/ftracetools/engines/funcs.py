@@ -112,7 +112,7 @@ def why_not(method: str, feat, targets, names: List[str], dups: Set[str],
 def choose(feat, targets, names: List[str], dups: Set[str], max_probes: int,
            warn: Callable[[str], None], tracepoints: bool = False,
            stacks: bool = False, methods: Optional[Tuple[str, ...]] = None,
-           why: Optional[Callable] = None) -> str:
+           why: Optional[Callable] = None, verb: str = "count") -> str:
     """The first method that can count ``names`` exactly here, per stack
     with ``stacks`` (the test switch FTT_METHOD forces one, or a refusal);
     another tool's ``methods``, judged by its ``why`` (``why_not``'s
@@ -125,7 +125,7 @@ def choose(feat, targets, names: List[str], dups: Set[str], max_probes: int,
             raise Refused("FTT_METHOD=%s: not one of %s" % (forced, ", ".join(methods)))
         reason = why_not_(forced, feat, targets, names, dups, max_probes, stacks)
         if reason:
-            raise Refused("cannot count with %s: %s" % (forced, reason))
+            raise Refused("cannot %s with %s: %s" % (verb, forced, reason))
         return forced
     reasons = []
     for m in methods:
@@ -137,8 +137,8 @@ def choose(feat, targets, names: List[str], dups: Set[str], max_probes: int,
                      % (len(names), max_probes))
             return m
         reasons.append("%s: %s" % (m, reason))
-    raise Refused("no way to count %s here (%s)" % (
-        "stacks of these functions" if stacks else "functions", "; ".join(reasons)))
+    raise Refused("no way to %s %s here (%s)" % (
+        verb, "stacks of these functions" if stacks else "functions", "; ".join(reasons)))
 
 
 def traceable(feat, patterns: List[str], regex: bool, instead: str):
