@@ -20,12 +20,12 @@ __all__ = ["TIERS", "tier", "check"]
 
 # tier -> {"skips": {test id: the start of the reason}, "min_run": N}
 TIERS: Dict[str, Dict] = {
-    "unit": {"skips": {}, "min_run": 646},
+    "unit": {"skips": {}, "min_run": 647},
     # the development and CI host: function tracing forbidden (EPERM), no
     # kprobes, fprobes, hist triggers or function profiler, no
     # device-mapper (the bio-based device of biosnoop's and iolatency's dm
     # test: zram stands in for it here)
-    "live 6.18": {"min_run": 256, "skips": {
+    "live 6.18": {"min_run": 258, "skips": {
         "tests/live/test_torture_faults.py::test_every_setup_write_failing[EBUSY-funclatency]":
             "needs function",
         "tests/live/test_torture_faults.py::test_every_setup_write_failing[EINVAL-funclatency]":

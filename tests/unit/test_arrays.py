@@ -73,6 +73,23 @@ def test_decode_matches_the_walk_on_regular_and_odd_pages():
     assert sorted(x for x in lost + walk_lost if x) == [17] * sum(1 for n in range(40) if n % 11 == 3)
 
 
+def test_a_record_of_another_type_and_the_same_size_is_left_to_the_walk():
+    """Given the event IDs its layout describes, a page holding a record of
+    another ID is walked, though every record is one size (on 6.18 a
+    sched_process_fork of two 4-letter names is as long as a sched_wakeup,
+    and was read as one: its child lost)."""
+    mixed = page(10, [record(1, 7, n, n) for n in range(20)] + [record(1, 9, 99, 98)])
+    plain = page(20, [record(1, 7, n, n) for n in range(20)])
+    fields = {"type": (0, "<u2"), "a": (8, "<u4"), "b": (16, "<u8")}
+    recs, ts, odd, lost = vecpages.UniformPages(LAYOUT, fields, [7]).decode([mixed, plain])
+    assert odd == [mixed] and recs["type"].tolist() == [7] * 20
+    got = sorted(zip(ts.tolist(), recs["type"].tolist(), recs["a"].tolist(), recs["b"].tolist()))
+    assert sorted(got + walked(odd)) == sorted(walked([mixed, plain]))
+    # without the IDs, the size alone decides (both pages take the fast path)
+    recs, ts, odd, lost = vecpages.UniformPages(LAYOUT, fields).decode([mixed, plain])
+    assert odd == [] and len(ts) == 41
+
+
 def test_a_short_read_is_left_to_the_walk():
     p = page(5, [record(1, 7, 1, 2)])[:2048]
     up = vecpages.UniformPages(LAYOUT, {"type": (0, "<u2")})

@@ -40,7 +40,7 @@ class VecStream(Stream):
         self.what = describe(bio)
         self.glob = iotype
         self.kinds, self.codes, self.alt = {}, {}, {}
-        self.fields = []
+        self.fields, self.ids = [], []     # per buffer: its event's fields and ID
         self.readers = []
         # Each buffer one event: starts, completions (and the rare
         # requeues, walked with the odd pages); bio-based devices' events
@@ -76,6 +76,7 @@ class VecStream(Stream):
                 fields["rw0"] = (fl.offset, "u1")      # its first two letters
                 fields["rw1"] = (fl.offset + 1, "u1")
                 self.fields.append(fields)
+                self.ids.append(fmt.id)
             r = RawReader(sess.dir, sess.root)
             s.own(r)
             self.readers.append(r)
@@ -100,7 +101,8 @@ class VecStream(Stream):
         import numpy as np
         from ftracetools.ring.arrays import UniformPages
         self.np = np
-        self.pages = [UniformPages(PageLayout(self.root), f) for f in self.fields]
+        self.pages = [UniformPages(PageLayout(self.root), f, [i])
+                      for f, i in zip(self.fields, self.ids)]
         self.carry = self._events([], [], [], [], [], [])
 
     @property

@@ -502,16 +502,22 @@ class ArrayPath:
                 self.stream.carry = held
             self.held = []
         ev = self.stream.round(upto, drained)
-        if self.on_forks is not None:
-            fk = ev["kind"] == self.fork
-            if fk.any():
-                self.on_forks(ev["a"][fk].tolist(), ev["b"][fk].tolist())
+        fk = ev["kind"] == self.fork
+        raw, comm = self.raw, self.comm
+        if fk.any():
+            kids = ev["b"][fk].tolist()
+            if self.on_forks is not None:
+                self.on_forks(ev["a"][fk].tolist(), kids)
+            # a child is named at its birth (the kernel may record none of
+            # its switch-ins); its own switches rename it
+            for pid, b in zip(kids, ev["comm"][fk].tolist()):
+                raw.pop(pid, None)
+                comm[pid] = cstr(b)
         self.rounds.advance(ev)
         self.mark = self.stream.mark
         sw = ev["kind"] == self.switch
         nxt, names = ev["b"][sw], ev["comm"][sw]
         pids, ri = self.np.unique(nxt[::-1], return_index=True)   # each one's latest
-        raw, comm = self.raw, self.comm
         for pid, b in zip(pids.tolist(), names[len(nxt) - 1 - ri].tolist()):
             if raw.get(pid) != b:
                 raw[pid] = b
@@ -596,12 +602,18 @@ class _Sched(Source):
         if self.keep is None or self.targets.tid is not None or \
                 "sched_process_fork" not in self.fmt:
             return
-        dec, keep = self.fmt["sched_process_fork"].decoder(["parent_pid", "child_pid"]), self.keep
+        dec, keep = self.fmt["sched_process_fork"].decoder(["parent_pid", "child_pid",
+                                                            "child_comm"]), self.keep
+        comm, raw = self.tr.comm, getattr(self, "comm_raw", {})
 
         def on_fork(ts, cpu, p):
-            pp, cp = dec(p)
+            pp, cp, name = dec(p)
             if pp in keep:
                 keep.add(cp)
+                # named at birth (the kernel may record none of its
+                # switch-ins); its own switches rename it
+                raw.pop(cp, None)
+                comm[cp] = name
         self.enable(sess, "sched_process_fork", None, on_fork)
 
     def forks_to(self, sess, cgroups) -> None:

@@ -357,13 +357,20 @@ class Rounds:
         ms, held = m_set[last], m_set[last] > m_end[last]
         return np.where(held, np.where(init[ms], 1, 2), 0), ms
 
+
 def _field_reader(fmt, names):
     """A per-record decoder of the named fields (for pages walked one
     record at a time): page, offset -> tuple."""
     parts = []
     for nm in names:
         f = fmt.field(nm)
-        if nm.endswith("comm"):
+        if f.data_loc:      # (6.10+: sched_process_fork's comms)
+            def dyn(page, at, _loc=struct.Struct("<I").unpack_from, _at=f.offset):
+                w = _loc(page, at)[0]   # (where the string is, from the payload's start)
+                o = at - _at + (w & 0xffff)
+                return (bytes(page[o:o + min(w >> 16, 16)]).split(b"\0", 1)[0],)
+            parts.append((f.offset, dyn))
+        elif nm.endswith("comm"):
             parts.append((f.offset, struct.Struct("%ds" % f.size).unpack_from))
         else:
             code = {1: "b", 2: "h", 4: "i", 8: "q"}[f.size]
@@ -390,15 +397,16 @@ class Stream:
                 out[nm] = (f.offset, "S16" if nm.endswith("comm") else
                            "<%s%d" % ("i" if f.signed else "u", f.size))
             return out
+        wakes = [fmts[nm].id for nm in ("sched_wakeup", "sched_wakeup_new") if nm in fmts]
         self.pages = [UniformPages(lay, spec(sw, ("prev_pid", "prev_state", "next_pid",
-                                                  "next_comm"))),
-                      UniformPages(lay, spec(fmts["sched_wakeup"], ("pid",)))]
+                                                  "next_comm")), [sw.id]),
+                      UniformPages(lay, spec(fmts["sched_wakeup"], ("pid",)), wakes)]
         rt = fmts.get("sched_stat_runtime") if len(readers) > 2 else None
         if rt is not None:
             # (its comm is a string of its own length: records of one size
             # fill the pages of a few busy tasks; the others are walked as
             # arrays too)
-            self.pages.append(UniformPages(lay, spec(rt, ("pid", "runtime"))))
+            self.pages.append(UniformPages(lay, spec(rt, ("pid", "runtime")), [rt.id]))
             self.walker = WalkedPages(lay)
             self.rt = (rt.id, rt.field("pid").offset, rt.field("runtime").offset)
         self.walk = {sw.id: (SWITCH, _field_reader(sw, ("prev_pid", "prev_state",
@@ -408,7 +416,8 @@ class Stream:
                 self.walk[fmts[nm].id] = (WAKE, _field_reader(fmts[nm], ("pid",)))
         fk = fmts.get("sched_process_fork")
         if fk is not None:
-            self.walk[fk.id] = (FORK, _field_reader(fk, ("parent_pid", "child_pid")))
+            self.walk[fk.id] = (FORK, _field_reader(fk, ("parent_pid", "child_pid",
+                                                         "child_comm")))
         if rt is not None:
             self.walk[rt.id] = (RUNTIME, _field_reader(rt, ("pid", "runtime")))
         self.kinds = {t: k for t, (k, _) in self.walk.items()}
@@ -476,8 +485,10 @@ class Stream:
                 rows.append((k, t, cpu, v[0], v[1], v[2], v[3]))
             elif k == RUNTIME:
                 rows.append((k, t, cpu, v[0], v[1], 0, b""))
+            elif k == FORK:     # (comm: the child's)
+                rows.append((k, t, cpu, v[0], 0, v[1], v[2]))
             else:
-                rows.append((k, t, cpu, v[0], 0, v[1] if k == FORK else 0, b""))
+                rows.append((k, t, cpu, v[0], 0, 0, b""))
         if not rows:
             return None
         cols = list(zip(*rows))

@@ -10,7 +10,7 @@ breaks the pattern (a time extend after a quiet spell, padding, another
 event type) is handed back whole, for the per-record walk in ``reader``.
 """
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -34,11 +34,17 @@ def record_dtype(fields: Dict[str, Tuple[int, str]], rec_len: int) -> np.dtype:
 class UniformPages:
     """Decodes the pages of a buffer holding one event type. The record
     size is learnt from the pages (the payload rounded up to 4 bytes, the
-    dynamic arrays included), the fields come from the event's format."""
+    dynamic arrays included), the fields come from the event's format.
+    ``types``: the event IDs that layout describes (the "type" field is
+    then required); a page holding a record of another ID is left to the
+    walk, whatever its size (a sched_process_fork of two 4-letter names
+    is as long as a sched_wakeup)."""
 
-    def __init__(self, layout: PageLayout, fields: Dict[str, Tuple[int, str]]) -> None:
+    def __init__(self, layout: PageLayout, fields: Dict[str, Tuple[int, str]],
+                 types: Optional[Sequence[int]] = None) -> None:
         self.layout = layout
         self.fields = fields
+        self.types = None if types is None else np.array(sorted(types), np.uint16)
         self._dtypes: Dict[int, np.dtype] = {}
         # the shortest record that holds every field
         self._need = 4 + max((off + np.dtype(fmt).itemsize for off, fmt in fields.values()),
@@ -92,7 +98,10 @@ class UniformPages:
         count = np.minimum((size + rec_len - 1) // rec_len, slots)
         valid = np.arange(slots)[None, :] < count[:, None]
         hdr = recs["hdr"]
-        bad = ((hdr & 31) != type_len) & valid
+        bad = (hdr & 31) != type_len
+        if self.types is not None:
+            bad |= ~np.isin(recs["type"], self.types)
+        bad &= valid
         has_bad = bad.any(axis=1)
         ok = ~has_bad & (size % rec_len == 0)
         if has_bad.any():
