@@ -268,9 +268,17 @@ def test_in_kernel_histogram_matches_streaming():
 
     with loopdev.LoopDevice(size_mb=16) as dev:
         try:
+            # Streaming first: the kernel calls an event's probes in the
+            # order they were registered, and the later instance's times
+            # include the earlier one's work on the event. Begun second,
+            # streaming's latencies held the in-kernel path's completion
+            # triggers (its pairing, the synthetic event, its histogram):
+            # 1.3 us per I/O on average in the 6.1 guest (23,055 I/Os
+            # paired one by one, hand-made triggers beside a streaming
+            # instance), which moved up to 19 % of the I/Os a bucket up.
+            start("--stream", "-d", dev.name, "600")
             kernel = start("-d", dev.name, "600")
             assert "in-kernel" in "".join(kernel.err)
-            start("--stream", "-d", dev.name, "600")
             before = dev.stat()
             dev.fio("randrw", 2, iodepth=8)
             dev.settle()
@@ -281,7 +289,7 @@ def test_in_kernel_histogram_matches_streaming():
         ios = d["read_ios"] + d["write_ios"]
         assert ios > 50
         hists = []
-        for (rc, out, err), in_kernel in zip(results, (True, False)):
+        for (rc, out, err), in_kernel in zip(results, (False, True)):
             assert rc == 0, err
             objs = [json.loads(l) for l in out.splitlines()]
             n, unmatched = (sum(o[k] for o in objs) for k in ("count", "unmatched"))
@@ -299,20 +307,14 @@ def test_in_kernel_histogram_matches_streaming():
                 for b in o["buckets"]:
                     h[b["low"]] = h.get(b["low"], 0) + b["count"]
             hists.append(h)
-        # Microsecond truncation may move an I/O across a bucket boundary.
-        # On 6.1 the in-kernel path puts I/Os lower than streaming does:
-        # 148 of them at 0 us in each of two runs (where streaming has none),
-        # and more in 16-32 us than streaming (9388 against 9228), not yet
-        # understood; misplaced by one bucket or more: 322 of 15,792 I/Os
-        # (2 %), 2535 of 13,214 (19 %, a CI run beside a loaded host), 6 %
-        # in an earlier run. On 6.12 the same way, less often: within 10 %
-        # in earlier runs, then 1136 of 9637 (12 %: 2227 I/Os at 16-32 us
-        # where streaming had 1135). The kernel's table gives shorter
-        # times, never longer (the timestamps a trigger reads for an event
-        # still in the per-CPU temporary buffer are taken when the trigger
-        # runs, not when the event was, is the lead; not yet shown). The
-        # counts above are exact; the shapes must agree within a quarter.
+        # The shapes agree within 1 %: I/Os a bucket apart, measured 0.18-
+        # 0.46 % in 4 runs on each guest (23,704-40,559 I/Os), where the
+        # kernel's microseconds (each end truncated) or the probes' order
+        # move an I/O across a power of two. Before, up to 19 %: the
+        # streaming instance was begun second (see above), and the
+        # in-kernel triggers ran on the "global" clock (per CPU), which put
+        # up to 1024 of 17,936 I/Os at 0 us on 6.1 (16-32 us by mono).
         misplaced = sum(abs(hists[0].get(k, 0) - hists[1].get(k, 0))
                         for k in set(hists[0]) | set(hists[1])) // 2
-        assert misplaced <= max(2, ios // 4), (ios, misplaced, sorted(hists[0].items()),
+        assert misplaced <= max(2, ios // 100), (ios, misplaced, sorted(hists[0].items()),
                                                sorted(hists[1].items()))
