@@ -1,6 +1,7 @@
 """The tool skeleton: what every ``bin/TOOL`` shares.
 
 A tool is ``def main(argv=None): return cli.run(TOOL, __doc__, body, argv)``
+(``cli.leave(main())`` when run as a script)
 where ``body(args)`` checks its options (``cli.seconds``, ``cli.count``,
 ``cli.Targets``), opens a session, arms an engine and hands it to
 ``cli.trace`` (with ``cli.exporter`` around the session where the tool
@@ -28,7 +29,7 @@ from ftracetools.cli.targets import Targets
 from ftracetools.errors import Interrupted, Status, ToolError, UsageError
 from ftracetools.kernel import signals
 
-__all__ = ["run", "banner", "warn", "trace", "trace_loop", "Targets",
+__all__ = ["run", "leave", "banner", "warn", "trace", "trace_loop", "Targets",
            "number", "seconds", "count", "exporter"]
 
 
@@ -83,6 +84,20 @@ def run(tool: str, doc: str, body: Callable[[Dict], int],
         return 128 + e.signum
     except KeyboardInterrupt:
         return 130
+
+
+def leave(rc: int) -> None:
+    """The process's end, once ``run`` has returned ``rc``: the output
+    flushed, then out without the interpreter's teardown (freeing every
+    module: 8 ms for pagefaults, 15 ms for iolatency with numpy loaded, of
+    an end whose target is 100 ms). Everything the tool set is restored
+    by then, and nothing of it waits on an exit handler."""
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except (OSError, ValueError, AttributeError):
+            rc = rc or 1
+    os._exit(rc)
 
 
 def _std_open(tool: str) -> bool:

