@@ -493,7 +493,8 @@ class ArrayPath:
                 self._one_by_one(drained, upto)
                 return
             self.np, self.switch, self.fork = schedvec.np, schedvec.SWITCH, schedvec.FORK
-            self.stream = schedvec.Stream(self.root, self.readers, self.fmt)
+            self.stream = schedvec.Stream(self.root, self.readers, self.fmt,
+                                          runtime=self.tr.kernel_runtime)
             self.rounds = schedvec.Rounds(self.tr)
             if self.hists is not None:
                 self.rounds.on_waits = self._waits
@@ -743,9 +744,10 @@ class Books(_Sched):
         self.follow_forks(ws)
         if cgroups is not None:
             self.forks_to(ws, cgroups)
-        rs = self.kernel_runtime(s, kb) if hist is None else None
+        if hist is None:
+            self.kernel_runtime(ws)
         if self.vec:
-            self.read(s, ws, *([rs] if rs is not None else []))
+            self.read(s, ws)
             self.arrays = ArrayPath(tr, self.readers, s.root, self.fmt, tr.comm, hist,
                                     hist.by if hist else "all", self.h, raw)
             if cgroups is not None:
@@ -773,21 +775,19 @@ class Books(_Sched):
             r["tasks"] = len(pids[k])
         return rows
 
-    def kernel_runtime(self, s, kb: int):
+    def kernel_runtime(self, ws) -> None:
         """Run time as the kernel counts it, from sched_stat_runtime (each
-        delta update_curr adds to sum_exec_runtime), in an instance of its
-        own (its records have a string: sizes vary). Not with -C: a delta
-        can be recorded on another CPU than its task's."""
+        delta update_curr adds to sum_exec_runtime), beside the wakeups in
+        ``ws`` (its records have a string, so that buffer is walked as
+        arrays: an instance of its own cost 30 ms to set up and 35 ms to
+        remove). Not with -C: a delta can be recorded on another CPU than
+        its task's."""
         rt = self.fmt.get("sched_stat_runtime")
         if self.cpus is not None or rt is None or not {"pid", "runtime"} <= set(rt.fields):
-            return None
-        rs = s.sibling("rt")
-        rs.set("trace_clock", "mono")
-        rs.set_buffer_kb(kb)
+            return
         dec, krt = rt.decoder(["pid", "runtime"]), self.tr.runtime
-        self.enable(rs, "sched_stat_runtime", None, lambda ts, cpu, p: krt(ts, *dec(p)))
+        self.enable(ws, "sched_stat_runtime", None, lambda ts, cpu, p: krt(ts, *dec(p)))
         self.tr.kernel_runtime = True
-        return rs
 
     @property
     def mark(self) -> int:

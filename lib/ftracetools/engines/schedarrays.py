@@ -380,11 +380,14 @@ def _field_reader(fmt, names):
 
 
 class Stream:
-    """sched_switch from one buffer, sched_wakeup(_new) and (with
-    ``forks``) sched_process_fork from another, as arrays of COLUMNS plus
-    ``comm`` (each switch's next_comm), in time order."""
+    """sched_switch from one buffer, sched_wakeup(_new), sched_process_fork
+    and (``runtime``) sched_stat_runtime from another, as arrays of COLUMNS
+    plus ``comm`` (each switch's next_comm), in time order. The first
+    buffer's records are all one size; the second's are walked as arrays
+    where run-time deltas (whose comm is a string of its own length) are
+    among them, else read as a wakeup's where they all are."""
 
-    def __init__(self, root, readers, fmts) -> None:
+    def __init__(self, root, readers, fmts, runtime: bool = False) -> None:
         self.readers = readers
         lay = PageLayout(root)
         self.layout = lay
@@ -401,14 +404,15 @@ class Stream:
         self.pages = [UniformPages(lay, spec(sw, ("prev_pid", "prev_state", "next_pid",
                                                   "next_comm")), [sw.id]),
                       UniformPages(lay, spec(fmts["sched_wakeup"], ("pid",)), wakes)]
-        rt = fmts.get("sched_stat_runtime") if len(readers) > 2 else None
+        rt = fmts.get("sched_stat_runtime") if runtime else None
+        self.rt = None
         if rt is not None:
-            # (its comm is a string of its own length: records of one size
-            # fill the pages of a few busy tasks; the others are walked as
-            # arrays too)
-            self.pages.append(UniformPages(lay, spec(rt, ("pid", "runtime")), [rt.id]))
             self.walker = WalkedPages(lay)
             self.rt = (rt.id, rt.field("pid").offset, rt.field("runtime").offset)
+            self.wakes = np.array(wakes, np.int64)
+            self.wake_pid = fmts["sched_wakeup"].field("pid").offset
+            fk = fmts.get("sched_process_fork")
+            self.fork_id = fk.id if fk is not None else -1
         self.walk = {sw.id: (SWITCH, _field_reader(sw, ("prev_pid", "prev_state",
                                                          "next_pid", "next_comm")))}
         for nm in ("sched_wakeup", "sched_wakeup_new"):
@@ -442,11 +446,6 @@ class Stream:
                     "a": recs["prev_pid"].astype(np.int64),
                     "st": recs["prev_state"].astype(np.int64),
                     "b": recs["next_pid"].astype(np.int64), "comm": recs["next_comm"]}
-        if which == 2:
-            return {"kind": np.where(types == self.rt[0], RUNTIME, -1), "ts": ts,
-                    "cpu": np.full(n, cpu, np.int64), "a": recs["pid"].astype(np.int64),
-                    "st": recs["runtime"].astype(np.int64), "b": z,
-                    "comm": np.zeros(n, "S16")}
         return {"kind": kind, "ts": ts, "cpu": np.full(n, cpu, np.int64),
                 "a": recs["pid"].astype(np.int64), "st": z, "b": z,
                 "comm": np.zeros(n, "S16")}
@@ -457,18 +456,41 @@ class Stream:
             rd.note_lost(page_offsets(p, self.layout, walked))
         return self.rows((t, cpu, page, off) for t, off, page in walked)
 
-    def _walked_runtime(self, rd, cpu, odd):
-        """The runtime buffer's pages of mixed record sizes, as arrays."""
+    def _walked_mixed(self, rd, cpu, pages):
+        """The second buffer's pages with run-time deltas among the
+        wakeups, as arrays (forks, rare, one by one)."""
         w = self.walker
-        rec, lost = w.decode(odd)
+        psize = self.layout.page_size
+        full = [p for p in pages if len(p) == psize]
+        parts = []
+        if len(full) < len(pages):     # (a short read: the per-record walk)
+            e = self._walked(rd, cpu, [p for p in pages if len(p) != psize])
+            if e is not None:
+                parts.append(e)
+        rec, lost = w.decode(full)
         for x in lost:
             rd.note_lost(x)
-        n = len(rec["ts"])
-        _, poff, roff = self.rt
-        return {"kind": np.where(rec["type"] == self.rt[0], RUNTIME, -1), "ts": rec["ts"],
-                "cpu": np.full(n, cpu, np.int64), "a": w.field(rec, poff, "<i4").astype(np.int64),
-                "st": w.field(rec, roff, "<u8").astype(np.int64), "b": np.zeros(n, np.int64),
-                "comm": np.zeros(n, "S16")}
+        types = rec["type"]
+        rt_id, poff, roff = self.rt
+        for kind, m, off in ((RUNTIME, types == rt_id, poff),
+                             (WAKE, np.isin(types, self.wakes), self.wake_pid)):
+            if not m.any():
+                continue
+            sub = {"at": rec["at"][m]}
+            n = int(m.sum())
+            parts.append({"kind": np.full(n, kind, np.int64), "ts": rec["ts"][m],
+                          "cpu": np.full(n, cpu, np.int64),
+                          "a": w.field(sub, off, "<i4").astype(np.int64),
+                          "st": (w.field(sub, roff, "<u8").astype(np.int64) if kind == RUNTIME
+                                 else np.zeros(n, np.int64)),
+                          "b": np.zeros(n, np.int64), "comm": np.zeros(n, "S16")})
+        fk = np.nonzero(types == self.fork_id)[0]
+        if len(fk):
+            pg, at, ts = rec["page"][fk].tolist(), rec["at"][fk].tolist(), rec["ts"][fk].tolist()
+            e = self.rows((t, cpu, full[i], a - i * psize) for t, i, a in zip(ts, pg, at))
+            if e is not None:
+                parts.append(e)
+        return parts
 
     def rows(self, records):
         """Arrays of records decoded one by one: (ts, cpu, buffer, offset
@@ -503,14 +525,15 @@ class Stream:
             for c, p in (rd.drain_pages() if drained is None else drained[which]):
                 by_cpu.setdefault(c, []).append(p)
             for c, pages in by_cpu.items():
+                if which == 1 and self.rt is not None:
+                    parts += self._walked_mixed(rd, c, pages)
+                    continue
                 recs, ts, odd, lost = up.decode(pages)
                 for x in lost:
                     rd.note_lost(x)
                 if len(ts):
                     parts.append(self._decoded(recs, ts, c, which))
-                if odd and which == 2:
-                    parts.append(self._walked_runtime(rd, c, odd))
-                elif odd:
+                if odd:
                     e = self._walked(rd, c, odd)
                     if e is not None:
                         parts.append(e)
