@@ -31,8 +31,6 @@ __all__ = ["undo_value", "Session"]
 
 _FILTER_LISTS = ("set_ftrace_filter", "set_ftrace_notrace",
                  "set_graph_function", "set_graph_notrace")
-_PID_LISTS = ("set_event_pid", "set_ftrace_pid", "set_event_notrace_pid",
-              "set_ftrace_notrace_pid")
 
 _UNEXPANDED = re.compile(r"^\s*(\d+) \(expanded: (\d+)\)")
 
@@ -42,7 +40,7 @@ def undo_value(name: str, old: str) -> str:
     base = os.path.basename(name)
     if base in _FILTER_LISTS:
         return "\n".join(l for l in old.splitlines() if l and not l.startswith("#"))
-    if base in _PID_LISTS:
+    if base in tracefs.PID_LISTS:
         return "" if old.strip() == "no pid" else " ".join(old.split())
     if base == "trace_clock":
         m = re.search(r"\[(\S+)\]", old)

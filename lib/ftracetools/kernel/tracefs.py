@@ -9,11 +9,14 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from ftracetools import switches
 from ftracetools.errors import ToolError
 
-__all__ = ["DEFAULT", "DEBUGFS", "require_root", "find_tracefs", "explain", "holders", "describe_holders", "read", "read_opt", "write", "rmdir", "ftrace_enabled",
+__all__ = ["DEFAULT", "DEBUGFS", "PID_LISTS", "require_root", "find_tracefs", "explain", "holders", "describe_holders", "read", "read_opt", "write", "rmdir", "ftrace_enabled",
            "saved_cmdlines"]
 
 DEFAULT = "/sys/kernel/tracing"
 DEBUGFS = "/sys/kernel/debug"
+# the files that hold a list of PIDs
+PID_LISTS = ("set_event_pid", "set_ftrace_pid", "set_event_notrace_pid",
+             "set_ftrace_notrace_pid")
 
 
 
