@@ -505,17 +505,18 @@ class ArrayPath:
         ev = self.stream.round(upto, drained)
         fk = ev["kind"] == self.fork
         raw, comm = self.raw, self.comm
-        if fk.any():
-            kids = ev["b"][fk].tolist()
-            if self.on_forks is not None:
-                self.on_forks(ev["a"][fk].tolist(), kids)
-            # a child is named at its birth (the kernel may record none of
-            # its switch-ins); its own switches rename it
-            for pid, b in zip(kids, ev["comm"][fk].tolist()):
-                raw.pop(pid, None)
-                comm[pid] = cstr(b)
+        if fk.any() and self.on_forks is not None:
+            self.on_forks(ev["a"][fk].tolist(), ev["b"][fk].tolist())
         self.rounds.advance(ev)
         self.mark = self.stream.mark
+        if fk.any():
+            # a traced child is named at its birth (the kernel may record
+            # none of its switch-ins); its own switches, below, rename it
+            keep = self.tr.keep
+            for pid, b in zip(ev["b"][fk].tolist(), ev["comm"][fk].tolist()):
+                if keep is None or pid in keep:
+                    raw.pop(pid, None)
+                    comm[pid] = cstr(b)
         sw = ev["kind"] == self.switch
         nxt, names = ev["b"][sw], ev["comm"][sw]
         pids, ri = self.np.unique(nxt[::-1], return_index=True)   # each one's latest
