@@ -99,6 +99,25 @@ def test_counters_info_and_lost(openmetrics):
         "method": "stream-arrays"}]
 
 
+def test_a_scrape_sees_a_report_whole():
+    """A scrape during a report's additions (``batch``) waits for all of
+    them: it sees the interval before or after, never part of it."""
+    import threading
+    m = metrics.Metrics("schedtrace")
+    m.counter("ftrace_task_switches_total", "switches", ("comm",))
+    got = []
+    with m.batch():
+        m.add("ftrace_task_switches_total", ("sh",), 3)
+        t = threading.Thread(target=lambda: got.append(families(m, False)))
+        t.start()
+        t.join(0.3)
+        assert t.is_alive() and not got      # the scrape waits ...
+        m.add("ftrace_task_switches_total", ("make",), 1)
+    t.join(5)
+    assert samples(got[0]["ftrace_task_switches"], "_total") == {   # ... for both
+        (("comm", "sh"),): 3, (("comm", "make"),): 1}
+
+
 def test_every_run_counts_lost_events_from_zero():
     fams = families(metrics.Metrics("pagefaults"))
     assert samples(fams["ftrace_events_lost"], "_total") == {(("tool", "pagefaults"),): 0}

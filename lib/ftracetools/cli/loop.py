@@ -96,7 +96,8 @@ def trace(session, source, targets, *, tool: str, what: str,
         shown = report
 
         def report(final: bool) -> None:
-            shown(final)
+            with metrics.batch():
+                shown(final)
             metrics.publish()
     where = targets.describe()
     source.live()
