@@ -6,6 +6,7 @@ feature, only where the kernel lacks what it ``needs``.
 """
 
 import os
+import signal
 import sys
 
 import pytest
@@ -19,6 +20,16 @@ import tooling  # noqa: E402
 import tracestate  # noqa: E402
 
 tooling.default_signals()  # (a run started with "&" ignores SIGINT: see there)
+
+
+def _terminated(signum, frame):
+    # SIGTERM (a CI runner stopping, a timeout) as Ctrl-C: the test's own
+    # clean-up and the fixtures' then run. Killed outright, a run left its
+    # loop device attached (2026-11-30, test_commands, fio running).
+    raise KeyboardInterrupt("SIGTERM")
+
+
+signal.signal(signal.SIGTERM, _terminated)
 
 
 def _features():
