@@ -138,24 +138,14 @@ class VecStream(Stream):
         """This round's events of both buffers, as arrays."""
         np = self.np
         parts = []
-        for rd, up in zip(self.readers, self.pages):
+        for rd, up, typ in zip(self.readers, self.pages, self.ids):
             pages = [p for _c, p in rd.drain_pages()]
             recs, ts, odd, lost = up.decode(pages)
             for n in lost:
                 rd.note_lost(n)
             if len(ts):
-                # one event type per buffer, but an ID not ours is dropped
-                types = recs["type"]
-                if (types == types[0]).all():
-                    kinds = np.full(len(ts), self.kinds.get(int(types[0]), -1), np.int8)
-                else:
-                    kinds = np.full(len(ts), -1, np.int8)
-                    for typ in np.unique(types).tolist():
-                        kinds[types == typ] = self.kinds.get(typ, -1)
-                if (kinds < 0).any():
-                    ok = kinds >= 0
-                    recs = {k: v[ok] for k, v in recs.items()}
-                    ts, kinds = ts[ok], kinds[ok]
+                # (all of the buffer's event: a page with another ID is walked)
+                kinds = np.full(len(ts), self.kinds[typ], np.int8)
                 parts.append(self._events(kinds, ts, recs["dev"], recs["sector"],
                                           recs["nr_sector"], self._ops(recs)))
             if odd:
