@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -62,8 +63,17 @@ def workload(loops: int) -> float:
     return time.monotonic() - t0
 
 
-def wait_cpu(p: subprocess.Popen) -> float:
-    _, status, ru = os.wait4(p.pid, 0)
+def wait_cpu(p: subprocess.Popen, timeout: Optional[float] = None) -> Optional[float]:
+    """Reap p: its CPU (user+sys, with its reaped children's); None if it
+    has not ended within ``timeout`` seconds (still running)."""
+    end = None if timeout is None else time.monotonic() + timeout
+    while True:
+        pid, status, ru = os.wait4(p.pid, 0 if end is None else os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > end:
+            return None
+        time.sleep(0.2)
     p.returncode = (os.waitstatus_to_exitcode(status)
                     if hasattr(os, "waitstatus_to_exitcode") else status >> 8)
     return ru.ru_utime + ru.ru_stime
@@ -231,9 +241,13 @@ def run_rounds(a, configs, pingpongs, kinds=("voluntary", "involuntary"), width=
     pp = {name: [] for name, _ in pingpongs}
     for r in range(a.rounds):
         for name, fn in configs:
-            res[name].append(fn(a.loops))
+            row = fn(a.loops)
+            if row is None:     # a peer that never ended (stopped)
+                print("round %d %-*s did not end" % (r + 1, width, name), file=sys.stderr)
+                continue
+            res[name].append(row)
             print("round %d %-*s %.2fs %d switches lost %d cpu %.2fs"
-                  % ((r + 1, width, name) + res[name][-1]), file=sys.stderr)
+                  % ((r + 1, width, name) + row), file=sys.stderr)
         for name, fn in pingpongs:
             pp[name].append(pingpong(a.pingpong, fn, kinds))
             print("round %d ping-pong %-*s %.2fs %d switches lost %d cpu %.2fs %s"
@@ -252,11 +266,16 @@ def system_table(res, names, width=24) -> None:
                                             "SWITCHES", "LOST", "CPU_US/SW"))
     for name in names:
         rows = res[name]
+        if not rows:
+            print("%-*s did not end in any round (stopped; no figures)" % (width, name))
+            continue
         t = statistics.median(x[0] for x in rows)
         sw = statistics.median(x[1] for x in rows)
-        print("%-*s %8.2f %5.2fx %9d %9d %7d %9s" % (
+        print("%-*s %8.2f %5.2fx %9d %9d %7d %9s%s" % (
             width, name, t, t / base, sw / t, sw, max(x[2] for x in rows),
-            "-" if name == "untraced" else "%.2f" % cpu_per_switch(rows)))
+            "-" if name == "untraced" else "%.2f" % cpu_per_switch(rows),
+            "" if len(rows) == len(res["untraced"]) else
+            "  (%d of %d rounds ended)" % (len(rows), len(res["untraced"]))))
 
 
 def pingpong_table(pp, names, heads=("TASK_SW", "COUNTED"), width=24) -> None:
