@@ -178,8 +178,16 @@ def _param(method: str):
     return pytest.param(method, marks=pytest.mark.needs(*METHODS[method]), id=method)
 
 
-@pytest.mark.parametrize("method", [_param(m) for m in FILTERING])
-def test_exact_count_of_a_process(method, tracefs_root):
+@pytest.mark.parametrize("method", [_param(m) for m in FILTERING] + [
+    pytest.param("function/arrays", marks=pytest.mark.needs(*METHODS["function"]),
+                 id="function-arrays")])
+def test_exact_count_of_a_process(method, tracefs_root, monkeypatch):
+    """function-arrays: the function path decoding every round as arrays
+    (numpy), where a busy run does."""
+    if method == "function/arrays":
+        pytest.importorskip("numpy")
+        method = "function"
+        monkeypatch.setenv("FTT_SMALL_ROUND", "0")
     f1 = syscall_function(tracefs_root, "getppid")
     f2 = syscall_function(tracefs_root, "getpid")
     w = Workload()

@@ -7,7 +7,6 @@ import pytest
 from ftracetools.engines import funcs as fc
 from ftracetools.errors import UsageError
 from ftracetools.kernel import symbols
-from ftracetools.report import text
 
 
 class FakeFeatures:
@@ -256,3 +255,64 @@ def test_tracepoint_patterns(tmp_path):
             m(bad)
     with pytest.raises(UsageError, match="matches no tracepoint"):
         m("t:nosuch:*")
+
+
+def _function_pages(seed=3):
+    """Pages of function records (type 1: ip at 8, parent at 16, 24 bytes),
+    with what breaks a page's pattern now and then: a time extend, a record
+    of another type and size, a loss flag, a short read."""
+    import random
+    import struct
+    rng = random.Random(seed)
+    ips = [0xffffffff81000000 + 16 * i for i in range(5)]
+    pages = []
+    for n in range(60):
+        recs = []
+        for _ in range(rng.randint(1, 160)):
+            recs.append(struct.pack("<IH6xQQ", (rng.randint(0, 900) << 5) | 6, 1,
+                                    rng.choice(ips), 7))
+        if n % 7 == 1:
+            recs.insert(len(recs) // 2, struct.pack("<II", 30 | (9 << 5), 3))
+        if n % 7 == 2:   # another event, 40 bytes
+            recs.insert(0, struct.pack("<IH38x", 10, 2))
+        while len(b"".join(recs)) > 4080:
+            recs.pop()
+        data = b"".join(recs)
+        flag = n % 13 == 5 and len(data) <= 4072
+        commit = len(data) | ((1 << 31) | (1 << 30) if flag else 0)
+        raw = struct.pack("<Qq", 10 ** 9 * (n + 1), commit) + data
+        if flag:
+            raw += struct.pack("<q", 11)
+        pages.append((n % 2, raw + b"\0" * (4096 - len(raw))))
+    return pages
+
+
+@pytest.mark.parametrize("small", [0, 1 << 62])
+def test_function_records_counted_alike_as_arrays_and_one_by_one(small):
+    """funccount's function path: the same counts and losses whether the
+    pages go record by record or as arrays (numpy), a short read among them."""
+    if not small:
+        pytest.importorskip("numpy")
+    from ftracetools.ring.pages import PageLayout
+    from ftracetools.ring.reader import RawReader
+    pages = _function_pages()
+    short = next(p for _c, p in pages if int.from_bytes(p[8:16], "little") < 2000)
+    pages.insert(5, (0, short[:2048]))      # a short read
+    ref = RawReader.__new__(RawReader)
+    ref.layout, ref.flagged_lost, ref.unknown_loss = PageLayout("/nonexistent"), 0, False
+    want = {}
+    for _cpu, _ts, typ, p in ref.events(pages):
+        if typ == 1:
+            ip = int.from_bytes(p[8:16], "little")
+            want[ip] = want.get(ip, 0) + 1
+    rd = RawReader.__new__(RawReader)
+    rd.layout, rd.flagged_lost, rd.unknown_loss = PageLayout("/nonexistent"), 0, False
+    t = fc.Traced.__new__(fc.Traced)
+    t.rd, t.type, t.ip_off, t.ips, t.walker, t.SMALL = rd, 1, 8, {}, None, small
+    rounds = [pages[:20], pages[20:]]
+    rd.drain_pages = lambda: rounds.pop(0)
+    t.drain()
+    t.drain()
+    assert (t.walker is not None) == (small == 0)
+    assert t.ips == want and sum(want.values()) > 3000
+    assert rd.flagged_lost == ref.flagged_lost > 0

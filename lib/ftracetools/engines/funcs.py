@@ -301,17 +301,52 @@ class Traced(_Counter):
         s.set("current_tracer", "function")  # EBUSY once trace_pipe_raw is open
         self.rd = RawReader(s.dir, s.root)
         s.own(self.rd)
+        self.walker = None
         self.lost_hint = "count fewer functions, or trace one process (-p, -c)"
+
+    # A round of this many pages or more (some 36,000 calls) is decoded as
+    # arrays (numpy, ring.arrays.WalkedPages), and every round after it;
+    # fewer go record by record, and a short or quiet run never loads
+    # numpy. (The tests set it to 0, and to a huge number, for each way.)
+    SMALL = int(switches.get("SMALL_ROUND", "256"))
 
     def wait(self, timeout: float) -> object:
         return self.rd.wait(timeout)
 
     def drain(self) -> None:
+        pages = self.rd.drain_pages()
+        if self.walker is None and len(pages) >= self.SMALL and pages:
+            try:
+                from ftracetools.ring.arrays import WalkedPages
+            except ImportError:     # no numpy: record by record, always
+                self.SMALL = 1 << 62
+            else:
+                self.walker = WalkedPages(self.rd.layout)
+        if self.walker is not None:
+            self._drain_arrays(pages)
+            return
+        self._count(pages)
+
+    def _count(self, pages) -> None:
         u64, t, off, ips = struct.Struct("<Q").unpack_from, self.type, self.ip_off, self.ips
-        for _, _, typ, p in self.rd.drain():
+        for _, _, typ, p in self.rd.events(pages):
             if typ == t:
                 ip = u64(p, off)[0]
                 ips[ip] = ips.get(ip, 0) + 1
+
+    def _drain_arrays(self, pages) -> None:
+        import numpy as np
+        w, ips = self.walker, self.ips
+        psize = self.rd.layout.page_size
+        if any(len(p) != psize for _c, p in pages):    # (a short read: walked)
+            self._count([(c, p) for c, p in pages if len(p) != psize])
+        rec, lost = w.decode([p for _c, p in pages if len(p) == psize])
+        for n in lost:
+            self.rd.note_lost(n)
+        mine = rec["type"] == self.type
+        ip = w.field({"at": rec["at"][mine]}, self.ip_off, "<u8")
+        for a, n in zip(*(x.tolist() for x in np.unique(ip, return_counts=True))):
+            ips[a] = ips.get(a, 0) + n
 
     def finish(self, why: str) -> None:
         self.drain()

@@ -76,8 +76,13 @@ class RawReader:
             raise
 
     def drain(self, max_pages: int = 1 << 30) -> List[Event]:
+        return self.events(self.drain_pages(max_pages))
+
+    def events(self, pages: List[Tuple[int, bytes]]) -> List[Event]:
+        """The events of (cpu, page) pairs as ``drain`` returns them, their
+        losses noted."""
         out: List[Event] = []
-        for cpu, page in self.drain_pages(max_pages):
+        for cpu, page in pages:
             self.note_lost(parse_page(page, cpu, self.layout, out))
         return out
 
