@@ -283,8 +283,10 @@ def test_run_time_is_the_kernels(spin, n) -> None:
         assert close(task["run_ns"], k["run_ns"], k["runs"], k["involuntary"]), (task, k)
 
 
-def test_event_lines_match_proc_switch_counts() -> None:
-    w, delta, out, err = traced()
+@BOTH_WAYS
+def test_event_lines_match_proc_switch_counts(rounds) -> None:
+    """A line per switch; as arrays, the lines made a round at a time."""
+    w, delta, out, err = traced(env=ways(rounds))
     vol = {w.pid: 0, w.child: 0}
     invol = {w.pid: 0, w.child: 0}
     ins = {w.pid: 0, w.child: 0}

@@ -466,7 +466,8 @@ class ArrayPath:
     SMALL = int(switches.get("SMALL_ROUND", "256"))
 
     def __init__(self, tr: Tracker, readers, root, fmt, comm, hists, by, handlers,
-                 raw: Dict[int, bytes]) -> None:
+                 raw: Dict[int, bytes], lines: Optional[Callable] = None) -> None:
+        self.lines = lines      # (Events: each round's arrays go there, not to the books)
         self.tr, self.readers, self.root, self.fmt = tr, readers, root, fmt
         self.comm, self.hists, self.by, self.h = comm, hists, by, handlers
         self.raw = raw      # next_comm bytes last seen, per task
@@ -494,7 +495,8 @@ class ArrayPath:
                 return
             self.np, self.switch, self.fork = schedvec.np, schedvec.SWITCH, schedvec.FORK
             self.stream = schedvec.Stream(self.root, self.readers, self.fmt,
-                                          runtime=self.tr.kernel_runtime)
+                                          runtime=self.tr.kernel_runtime,
+                                          lines=self.lines is not None)
             self.rounds = schedvec.Rounds(self.tr)
             if self.hists is not None:
                 self.rounds.on_waits = self._waits
@@ -503,6 +505,10 @@ class ArrayPath:
                 self.stream.carry = held
             self.held = []
         ev = self.stream.round(upto, drained)
+        if self.lines is not None:
+            self.lines(ev)
+            self.mark = self.stream.mark
+            return
         fk = ev["kind"] == self.fork
         raw, comm = self.raw, self.comm
         if fk.any() and self.on_forks is not None:
@@ -701,7 +707,7 @@ class Books(_Sched):
     """Summaries per task (``hist=None``) or log2 histograms of run-queue
     waits or on-CPU slices (``hist``: a ``Hists``). Waits come from the
     kernel's hist triggers where it can, unless ``stream``; else, like
-    summaries, from switches and wakeups read from two instances and
+    summaries, from switches and wakeups read from one instance and
     counted as arrays (``ArrayPath``)."""
 
     def __init__(self, s, targets, cpus, kb: int, hist: Optional["Hists"] = None,
@@ -727,11 +733,6 @@ class Books(_Sched):
         if self.kernel is not None:
             self.read(s)
             return
-        ws = s
-        if self.vec:    # the wakeups (and forks) in an instance of their own
-            ws = s.sibling("wake")
-            ws.set("trace_clock", "mono")
-            ws.set_buffer_kb(kb)
         dec = self.fmt["sched_switch"].decoder(["prev_pid", "prev_state", "next_pid"])
         switch, raw = tr.switch, self.comm_raw
         name = next_comm(self.fmt["sched_switch"], raw, tr.comm)
@@ -741,21 +742,19 @@ class Books(_Sched):
             name(p, np_)
             switch(ts, cpu, pp, st, np_)
         self.enable(s, "sched_switch", self.cpu_filter("cpu"), on_switch)
-        self.follow_wakeups(ws)
-        self.follow_forks(ws)
+        self.follow_wakeups(s)
+        self.follow_forks(s)
         if cgroups is not None:
-            self.forks_to(ws, cgroups)
+            self.forks_to(s, cgroups)
         if hist is None:
-            self.kernel_runtime(ws)
+            self.kernel_runtime(s)
+        self.read(s)
         if self.vec:
-            self.read(s, ws)
             self.arrays = ArrayPath(tr, self.readers, s.root, self.fmt, tr.comm, hist,
                                     hist.by if hist else "all", self.h, raw)
             if cgroups is not None:
                 self.arrays.on_forks = lambda ps, cs: [cgroups.inherit(p, c)
                                                        for p, c in zip(ps, cs)]
-        else:
-            self.read(s)
 
     def per_cgroup(self) -> Dict:
         """-s --by cgroup: the tasks' books summed per cgroup path (None
@@ -778,11 +777,8 @@ class Books(_Sched):
 
     def kernel_runtime(self, ws) -> None:
         """Run time as the kernel counts it, from sched_stat_runtime (each
-        delta update_curr adds to sum_exec_runtime), beside the wakeups in
-        ``ws`` (its records have a string, so that buffer is walked as
-        arrays: an instance of its own cost 30 ms to set up and 35 ms to
-        remove). Not with -C: a delta can be recorded on another CPU than
-        its task's."""
+        delta update_curr adds to sum_exec_runtime), in ``ws``. Not with
+        -C: a delta can be recorded on another CPU than its task's."""
         rt = self.fmt.get("sched_stat_runtime")
         if self.cpus is not None or rt is None or not {"pid", "runtime"} <= set(rt.fields):
             return
@@ -856,11 +852,19 @@ class Events(_Sched):
     waker_comm, comm, pid, prio, target_cpu)`` and each switch-in's wait;
     with ``migrations``, ``on_migrate(ts, cpu, comm, pid, prio, orig,
     dest)``. ``states``: only switches out of these states (in the kernel
-    where it can)."""
+    where it can).
+
+    ``on_switches`` (without wakeups and migrations): busy rounds go to it
+    as arrays instead, one per field of ``on_switch`` but the wait ("ts",
+    "cpu", "prev_comm", ..., "next_prio"; comms as raw bytes, "state" an
+    index into the letters "states"), in time order: from the first round that brings ArrayPath.SMALL pages,
+    the pages are decoded as arrays (engines.schedarrays) and filtered
+    there, and the lines made in bulk."""
 
     def __init__(self, s, targets, cpus, kb: int, states: Optional[Set[str]],
                  on_switch: Callable, on_waking: Optional[Callable] = None,
-                 on_migrate: Optional[Callable] = None) -> None:
+                 on_migrate: Optional[Callable] = None,
+                 on_switches: Optional[Callable] = None) -> None:
         super().__init__(s, targets, cpus, kb, states)
         self.tr = tr = Tracker(self.states, self.keep, start=self.start_ns)
         keep, letters = self.keep, self.states.letters
@@ -915,6 +919,88 @@ class Events(_Sched):
                 self.cpu_filter("orig_cpu"), self.cpu_filter("dest_cpu")), on_mg)
         self.follow_forks(s)
         self.read(s)
+        self.arrays = None
+        if on_switches is not None and not track and on_migrate is None:
+            self.on_switches, self.seen, self.wanted = on_switches, seen, states
+            self.arrays = ArrayPath(tr, self.readers, s.root, self.fmt, tr.comm, None, "all",
+                                    self.h, {}, lines=self._lines)
+
+    def drain(self) -> None:
+        if self.arrays is None:
+            super().drain()
+            return
+        self.arrays.advance(time.monotonic_ns() - HOLD_NS)
+        if len(self.tr.dead) > 256:
+            self.forget(self.tr.forget_dead())
+
+    def finish(self, why: str) -> None:
+        if self.arrays is None:
+            super().finish(why)
+            return
+        self.end_ns = time.monotonic_ns()
+        self.arrays.advance(None)
+
+    def _lines(self, ev) -> None:
+        """A round's events as arrays: forks of traced tasks make their
+        children traced from then on (the switches between two such forks
+        go together), the rest are switches."""
+        np, fork = self.arrays.np, self.arrays.fork
+        fk = np.nonzero(ev["kind"] == fork)[0].tolist() if self.keep is not None else []
+        lo = 0
+        for i in fk:
+            self._switches(ev, lo, i)
+            if int(ev["a"][i]) in self.keep:
+                self.keep.add(int(ev["b"][i]))
+            lo = i + 1
+        self._switches(ev, lo, len(ev["ts"]))
+
+    def _switches(self, ev, lo: int, hi: int) -> None:
+        """Switches lo..hi-1 of a round: those of the traced tasks, out of
+        the states wanted, to ``on_switches``; switch-ins the kernel did
+        not record counted as on_sw does one by one."""
+        np, keep = self.arrays.np, self.keep
+        sw = ev["kind"][lo:hi] == self.arrays.switch
+        col = {c: v[lo:hi][sw] for c, v in ev.items()}
+        n = len(col["ts"])
+        if not n:
+            return
+        cpu, pp, nx = col["cpu"], col["a"], col["b"]
+        kp = np.fromiter(keep, np.int64, len(keep)) if keep is not None else None
+        if self.seen is not None:
+            # per CPU in time order: a switch whose prev is not the task
+            # the CPU last switched to follows a switch-in not recorded
+            order = np.argsort(cpu, kind="stable")
+            c, p, x = cpu[order], pp[order], nx[order]
+            first = np.ones(n, bool)
+            first[1:] = c[1:] != c[:-1]
+            old = np.empty(n, np.int64)
+            old[1:] = x[:-1]
+            known = ~first
+            for i in np.nonzero(first)[0].tolist():
+                o = self.seen.get(int(c[i]))
+                if o is not None:
+                    old[i], known[i] = o, True
+            miss = known & (p != 0) & (old != p)
+            if kp is not None:
+                miss &= np.isin(p, kp)
+            self.tr.unrecorded += int(miss.sum())
+            last = np.ones(n, bool)
+            last[:-1] = c[:-1] != c[1:]
+            self.seen.update(zip(c[last].tolist(), x[last].tolist()))
+        vals, inv = np.unique(col["st"], return_inverse=True)
+        letters = [self.states.letters(v) for v in vals.tolist()]
+        m = np.isin(pp, kp) | np.isin(nx, kp) if kp is not None else None
+        if self.wanted is not None:
+            w = self.wanted
+            ok = np.array([lt in w or (lt == "R+" and "R" in w) for lt in letters])[inv]
+            m = ok if m is None else m & ok
+        if m is not None:
+            col = {k: v[m] for k, v in col.items()}
+            inv = inv[m]
+        self.on_switches({"ts": col["ts"], "cpu": col["cpu"], "prev_comm": col["pcomm"],
+                          "prev_pid": col["a"], "prev_prio": col["pprio"], "state": inv,
+                          "states": letters, "next_comm": col["comm"], "next_pid": col["b"],
+                          "next_prio": col["nprio"]})
 
 
 class Timeline(_Sched):

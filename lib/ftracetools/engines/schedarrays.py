@@ -15,8 +15,8 @@ CPU last switched to: a record the kernel did not make, or the first
 switch seen on a CPU) goes through ``Tracker.switch`` on its own, between
 two array segments.
 
-``Stream`` reads sched_switch from one instance and the wakeups (and
-forks) from another, so each buffer holds records of one size.
+``Stream`` reads the switches, wakeups, forks and run-time deltas of one
+instance as arrays.
 """
 
 import struct
@@ -25,7 +25,7 @@ from typing import Dict, List
 import numpy as np
 
 from ftracetools.ring.pages import PageLayout, page_offsets
-from ftracetools.ring.arrays import UniformPages, WalkedPages
+from ftracetools.ring.arrays import WalkedPages
 
 __all__ = ["COLUMNS", "Rounds", "Stream"]
 
@@ -380,41 +380,44 @@ def _field_reader(fmt, names):
 
 
 class Stream:
-    """sched_switch from one buffer, sched_wakeup(_new), sched_process_fork
-    and (``runtime``) sched_stat_runtime from another, as arrays of COLUMNS
-    plus ``comm`` (each switch's next_comm), in time order. The first
-    buffer's records are all one size; the second's are walked as arrays
-    where run-time deltas (whose comm is a string of its own length) are
-    among them, else read as a wakeup's where they all are."""
+    """sched_switch, sched_wakeup(_new), sched_process_fork and
+    (``runtime``) sched_stat_runtime from one buffer, as arrays of COLUMNS
+    plus ``comm`` (each switch's next_comm), in time order. Records of
+    several sizes share its pages: they are walked as arrays
+    (``WalkedPages``: 70 ns a record here, about what pages of switches
+    alone cost decoded as one-size records), forks (rare) one by one. One
+    instance where there were two: each costs the kernel some 30 ms to set
+    up and 40 ms to remove. ``lines``: the switches' LINE_COLUMNS too
+    (prev_comm, prev_prio, next_prio: what an event line shows)."""
 
-    def __init__(self, root, readers, fmts, runtime: bool = False) -> None:
+    def __init__(self, root, readers, fmts, runtime: bool = False,
+                 lines: bool = False) -> None:
         self.readers = readers
+        self.lines = lines
         lay = PageLayout(root)
         self.layout = lay
+        self.walker = WalkedPages(lay)
         sw = fmts["sched_switch"]
 
-        def spec(fmt, names):
-            out = {"type": (0, "<u2")}
-            for nm in names:
-                f = fmt.field(nm)
-                out[nm] = (f.offset, "S16" if nm.endswith("comm") else
-                           "<%s%d" % ("i" if f.signed else "u", f.size))
-            return out
-        wakes = [fmts[nm].id for nm in ("sched_wakeup", "sched_wakeup_new") if nm in fmts]
-        self.pages = [UniformPages(lay, spec(sw, ("prev_pid", "prev_state", "next_pid",
-                                                  "next_comm")), [sw.id]),
-                      UniformPages(lay, spec(fmts["sched_wakeup"], ("pid",)), wakes)]
+        def num(fmt, nm):
+            f = fmt.field(nm)
+            return f.offset, "<%s%d" % ("i" if f.signed else "u", f.size)
+        self.sw = sw.id
+        self.sw_fields = [num(sw, nm) for nm in ("prev_pid", "prev_state", "next_pid")]
+        self.line_fields = [num(sw, nm) for nm in ("prev_prio", "next_prio")]
+        comm, pcomm = sw.field("next_comm"), sw.field("prev_comm")
+        # (comms of their own length, none of the kernels here: one by one)
+        self.sw_comm = None if comm.data_loc or pcomm.data_loc else (comm.offset,
+                                                                     pcomm.offset)
+        sw_names = ("prev_pid", "prev_state", "next_pid", "next_comm") + \
+            (("prev_comm", "prev_prio", "next_prio") if lines else ())
+        self.wakes = np.array([fmts[nm].id for nm in ("sched_wakeup", "sched_wakeup_new")
+                               if nm in fmts], np.int64)
+        self.wake_pid = fmts["sched_wakeup"].field("pid").offset
         rt = fmts.get("sched_stat_runtime") if runtime else None
-        self.rt = None
-        if rt is not None:
-            self.walker = WalkedPages(lay)
-            self.rt = (rt.id, rt.field("pid").offset, rt.field("runtime").offset)
-            self.wakes = np.array(wakes, np.int64)
-            self.wake_pid = fmts["sched_wakeup"].field("pid").offset
-            fk = fmts.get("sched_process_fork")
-            self.fork_id = fk.id if fk is not None else -1
-        self.walk = {sw.id: (SWITCH, _field_reader(sw, ("prev_pid", "prev_state",
-                                                         "next_pid", "next_comm")))}
+        self.rt = None if rt is None else (rt.id, rt.field("pid").offset,
+                                           rt.field("runtime").offset)
+        self.walk = {sw.id: (SWITCH, _field_reader(sw, sw_names))}
         for nm in ("sched_wakeup", "sched_wakeup_new"):
             if nm in fmts:
                 self.walk[fmts[nm].id] = (WAKE, _field_reader(fmts[nm], ("pid",)))
@@ -424,46 +427,33 @@ class Stream:
                                                          "child_comm")))
         if rt is not None:
             self.walk[rt.id] = (RUNTIME, _field_reader(rt, ("pid", "runtime")))
-        self.kinds = {t: k for t, (k, _) in self.walk.items()}
+        self.by_one = np.array([fk.id if fk is not None else -1] +
+                               ([sw.id] if self.sw_comm is None else []), np.int64)
         self.carry = self._empty()
         self.mark = 0
 
-    @staticmethod
-    def _empty():
+    def _empty(self):
         e = {c: np.empty(0, np.int64) for c in COLUMNS}
         e["comm"] = np.empty(0, "S16")
+        if self.lines:
+            e.update(pcomm=np.empty(0, "S16"), pprio=np.empty(0, np.int64),
+                     nprio=np.empty(0, np.int64))
         return e
 
-    def _decoded(self, recs, ts, cpu, which):
-        n = len(ts)
-        types = recs["type"].astype(np.int64)
-        kind = np.full(n, -1, np.int64)
-        for t in np.unique(types).tolist():
-            kind[types == t] = self.kinds.get(t, -1)
-        z = np.zeros(n, np.int64)
-        if which == 0:
-            return {"kind": kind, "ts": ts, "cpu": np.full(n, cpu, np.int64),
-                    "a": recs["prev_pid"].astype(np.int64),
-                    "st": recs["prev_state"].astype(np.int64),
-                    "b": recs["next_pid"].astype(np.int64), "comm": recs["next_comm"]}
-        return {"kind": kind, "ts": ts, "cpu": np.full(n, cpu, np.int64),
-                "a": recs["pid"].astype(np.int64), "st": z, "b": z,
-                "comm": np.zeros(n, "S16")}
-
-    def _walked(self, rd, cpu, odd):
+    def _walked(self, rd, cpu, pages):
+        """Pages walked record by record (a short read), as rows."""
         walked = []
-        for p in odd:
+        for p in pages:
             rd.note_lost(page_offsets(p, self.layout, walked))
         return self.rows((t, cpu, page, off) for t, off, page in walked)
 
-    def _walked_mixed(self, rd, cpu, pages):
-        """The second buffer's pages with run-time deltas among the
-        wakeups, as arrays (forks, rare, one by one)."""
+    def _decode(self, rd, cpu, pages):
+        """A CPU's pages as arrays (a short read, and forks, one by one)."""
         w = self.walker
         psize = self.layout.page_size
         full = [p for p in pages if len(p) == psize]
         parts = []
-        if len(full) < len(pages):     # (a short read: the per-record walk)
+        if len(full) < len(pages):
             e = self._walked(rd, cpu, [p for p in pages if len(p) != psize])
             if e is not None:
                 parts.append(e)
@@ -471,22 +461,43 @@ class Stream:
         for x in lost:
             rd.note_lost(x)
         types = rec["type"]
-        rt_id, poff, roff = self.rt
-        for kind, m, off in ((RUNTIME, types == rt_id, poff),
-                             (WAKE, np.isin(types, self.wakes), self.wake_pid)):
-            if not m.any():
-                continue
-            sub = {"at": rec["at"][m]}
+
+        def part(kind, m, a, st=None, b=None, comm=None, line=None):
             n = int(m.sum())
-            parts.append({"kind": np.full(n, kind, np.int64), "ts": rec["ts"][m],
-                          "cpu": np.full(n, cpu, np.int64),
-                          "a": w.field(sub, off, "<i4").astype(np.int64),
-                          "st": (w.field(sub, roff, "<u8").astype(np.int64) if kind == RUNTIME
-                                 else np.zeros(n, np.int64)),
-                          "b": np.zeros(n, np.int64), "comm": np.zeros(n, "S16")})
-        fk = np.nonzero(types == self.fork_id)[0]
-        if len(fk):
-            pg, at, ts = rec["page"][fk].tolist(), rec["at"][fk].tolist(), rec["ts"][fk].tolist()
+            z = np.zeros(n, np.int64)
+            e = {"kind": np.full(n, kind, np.int64), "ts": rec["ts"][m],
+                 "cpu": np.full(n, cpu, np.int64), "a": a,
+                 "st": z if st is None else st, "b": z if b is None else b,
+                 "comm": np.zeros(n, "S16") if comm is None else comm}
+            if self.lines:
+                e.update(line or {"pcomm": np.zeros(n, "S16"), "pprio": z, "nprio": z})
+            parts.append(e)
+        m = types == self.sw
+        if m.any() and self.sw_comm is not None:
+            sub = {"at": rec["at"][m]}
+            a, st, b = (w.field(sub, off, fmt).astype(np.int64) for off, fmt in self.sw_fields)
+            line = None
+            if self.lines:
+                pp, np_ = (w.field(sub, off, fmt).astype(np.int64)
+                           for off, fmt in self.line_fields)
+                line = {"pcomm": w.field(sub, self.sw_comm[1], "S16"), "pprio": pp,
+                        "nprio": np_}
+            part(SWITCH, m, a, st, b, w.field(sub, self.sw_comm[0], "S16"), line)
+        m = np.isin(types, self.wakes)
+        if m.any():
+            part(WAKE, m, w.field({"at": rec["at"][m]}, self.wake_pid, "<i4").astype(np.int64))
+        if self.rt is not None:
+            rt_id, poff, roff = self.rt
+            m = types == rt_id
+            if m.any():
+                sub = {"at": rec["at"][m]}
+                part(RUNTIME, m, w.field(sub, poff, "<i4").astype(np.int64),
+                     w.field(sub, roff, "<u8").astype(np.int64))
+        # forks (and switches whose comm has its own length): one by one
+        odd = np.nonzero(np.isin(types, self.by_one))[0]
+        if len(odd):
+            pg, at, ts = rec["page"][odd].tolist(), rec["at"][odd].tolist(), \
+                rec["ts"][odd].tolist()
             e = self.rows((t, cpu, full[i], a - i * psize) for t, i, a in zip(ts, pg, at))
             if e is not None:
                 parts.append(e)
@@ -496,6 +507,7 @@ class Stream:
         """Arrays of records decoded one by one: (ts, cpu, buffer, offset
         of the payload) each; None if none is ours."""
         rows = []
+        none = (b"", 0, 0)      # (the LINE_COLUMNS of all but switches)
         for t, cpu, page, off in records:
             typ = page[off] | (page[off + 1] << 8)
             w = self.walk.get(typ)
@@ -504,39 +516,31 @@ class Stream:
             k, dec = w
             v = dec(page, off)
             if k == SWITCH:
-                rows.append((k, t, cpu, v[0], v[1], v[2], v[3]))
+                rows.append((k, t, cpu, v[0], v[1], v[2], v[3]) + v[4:])
             elif k == RUNTIME:
-                rows.append((k, t, cpu, v[0], v[1], 0, b""))
+                rows.append((k, t, cpu, v[0], v[1], 0, b"") + none)
             elif k == FORK:     # (comm: the child's)
-                rows.append((k, t, cpu, v[0], 0, v[1], v[2]))
+                rows.append((k, t, cpu, v[0], 0, v[1], v[2]) + none)
             else:
-                rows.append((k, t, cpu, v[0], 0, 0, b""))
+                rows.append((k, t, cpu, v[0], 0, 0, b"") + none)
         if not rows:
             return None
         cols = list(zip(*rows))
         e = {c: np.array(cols[i], np.int64) for i, c in enumerate(COLUMNS)}
         e["comm"] = np.array(cols[6], "S16")
+        if self.lines:
+            e.update(pcomm=np.array(cols[7], "S16"), pprio=np.array(cols[8], np.int64),
+                     nprio=np.array(cols[9], np.int64))
         return e
 
     def _read(self, drained=None):
         parts = []
-        for which, (rd, up) in enumerate(zip(self.readers, self.pages)):
+        for which, rd in enumerate(self.readers):
             by_cpu: Dict[int, list] = {}
             for c, p in (rd.drain_pages() if drained is None else drained[which]):
                 by_cpu.setdefault(c, []).append(p)
             for c, pages in by_cpu.items():
-                if which == 1 and self.rt is not None:
-                    parts += self._walked_mixed(rd, c, pages)
-                    continue
-                recs, ts, odd, lost = up.decode(pages)
-                for x in lost:
-                    rd.note_lost(x)
-                if len(ts):
-                    parts.append(self._decoded(recs, ts, c, which))
-                if odd:
-                    e = self._walked(rd, c, odd)
-                    if e is not None:
-                        parts.append(e)
+                parts += self._decode(rd, c, pages)
         return parts
 
     def round(self, upto=None, drained=None) -> Dict[str, np.ndarray]:
