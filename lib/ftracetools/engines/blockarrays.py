@@ -19,16 +19,18 @@ __all__ = ["VecStream"]
 
 
 class VecStream(Stream):
-    """The streaming path with numpy: issues and completions each go to an
-    instance of their own, so each buffer holds records of one size, and a
-    round's pages are decoded as arrays (ring.arrays). Pairing is
-    the same as Stream's, done on arrays: events sorted by (device, sector,
-    direction, time); in each run of one key, completions close issues
-    first in, first out; a completion with no open issue is an orphan, kept
-    for a second (an issue may become visible later) and then counted as
-    unmatched. Pages that break the uniform layout are walked record by
-    record. Bio-based devices' events go to two instances more. Not for
-    -Q (merges change keys) nor for whose I/O it was: Stream does that."""
+    """The streaming path with numpy: issues, completions and requeues of
+    request- and bio-based devices in one instance (completions enabled
+    first, as Stream has them), a round's pages decoded as arrays
+    (ring.arrays.WalkedPages: records of every size at once). Pairing is
+    the same as Stream's, done on arrays: events sorted by (device,
+    sector, direction, time); in each run of one key, completions close
+    issues first in, first out; a completion with no open issue is an
+    orphan, kept for a second (an issue may become visible later) and
+    then counted as unmatched. Not for -Q (merges change keys) nor for
+    whose I/O it was: Stream does that. One instance where there were
+    two (four with bio-based devices): each costs the kernel some 30 ms
+    to set up and 40 ms to remove."""
 
     def __init__(self, s, devs: Dict[int, str], iotype: Optional[str], kb: int) -> None:
         # numpy (70 ms to import here) is loaded once tracing runs and the
@@ -39,53 +41,44 @@ class VecStream(Stream):
         req, bio = routes(devs)
         self.what = describe(bio)
         self.glob = iotype
-        self.kinds, self.codes, self.alt = {}, {}, {}
-        self.fields, self.ids = [], []     # per buffer: its event's fields and ID
-        self.readers = []
-        # Each buffer one event: starts, completions (and the rare
-        # requeues, walked with the odd pages); bio-based devices' events
-        # in two more
-        plan = []   # the completions' buffer, then the starts' (see Stream)
+        self.kinds, self.alt = {}, {}
+        self.fields = {}    # event ID -> {field: (offset, numpy format)}
+        events = []
+        if bio:
+            bfilt = filters.all_of(filters.any_of("dev", bio), iotype_filter(iotype))
+            events.append((BIO_EVENTS[1], COMPLETE, bfilt))
         if req is not None:
             filt = filters.all_of(filters.any_of("dev", req) if req else None,
                                   iotype_filter(iotype))
-            plan += [("done", [("block_rq_complete", COMPLETE),
-                               ("block_rq_requeue", REQUEUE)], filt),
-                     ("", [("block_rq_issue", START)], filt)]
+            events += [("block_rq_complete", COMPLETE, filt),
+                       ("block_rq_requeue", REQUEUE, filt), ("block_rq_issue", START, filt)]
         if bio:
-            filt = filters.all_of(filters.any_of("dev", bio), iotype_filter(iotype))
-            plan += [("biodone", [(BIO_EVENTS[1], COMPLETE)], filt),
-                     ("bio", [(BIO_EVENTS[0], START)], filt)]
-        for i, (suffix, events, filt) in enumerate(plan):
-            sess = s if i == 1 else s.sibling(suffix)
-            sess.set("trace_clock", "mono")
-            sess.set_buffer_kb(kb)
-            for name, kind in events:
-                fmt = EventFormat.load(s.root, "block", name)
-                sess.enable_event("block", name, filt)
-                self.kinds[fmt.id] = kind
-                self.alt[fmt.id] = struct.Struct(unpacker(fmt, 16)).unpack_from
-                if kind == REQUEUE:
-                    continue
-                fields = {"type": (0, "<u2")}
-                for f in ("dev", "sector", "nr_sector"):
-                    fl = fmt.field(f)
-                    fields[f] = (fl.offset, "<u%d" % fl.size)
-                fl = fmt.field("rwbs")
-                fields["rwbs"] = (fl.offset, "S%d" % min(fl.size, 16))
-                fields["rw0"] = (fl.offset, "u1")      # its first two letters
-                fields["rw1"] = (fl.offset + 1, "u1")
-                self.fields.append(fields)
-                self.ids.append(fmt.id)
-            r = RawReader(sess.dir, sess.root)
-            s.own(r)
-            self.readers.append(r)
+            events.append((BIO_EVENTS[0], START, bfilt))
+        s.set("trace_clock", "mono")
+        s.set_buffer_kb(kb)
+        for name, kind, filt in events:
+            fmt = EventFormat.load(s.root, "block", name)
+            s.enable_event("block", name, filt)
+            self.kinds[fmt.id] = kind
+            self.alt[fmt.id] = struct.Struct(unpacker(fmt, 16)).unpack_from
+            fields = {}
+            for f in ("dev", "sector", "nr_sector"):
+                fl = fmt.field(f)
+                fields[f] = (fl.offset, "<u%d" % fl.size)
+            fl = fmt.field("rwbs")
+            fields["rwbs"] = (fl.offset, "S%d" % min(fl.size, 16))
+            fields["rw0"] = (fl.offset, "u1")      # its first two letters
+            fields["rw1"] = (fl.offset + 1, "u1")
+            self.fields[fmt.id] = fields
+        r = RawReader(s.dir, s.root)
+        s.own(r)
+        self.readers = [r]
         self.ops: Dict[bytes, int] = {}
         self.lost_seen = 0
         self.cur = Interval()
         self.lost_hint = "enlarge the buffer with -b (now %d KB per CPU)" % kb
         # Each round has a fixed cost (some dozens of array operations):
-        # fewer, larger rounds. The buffers hold seconds of events at the
+        # fewer, larger rounds. The buffer holds seconds of events at the
         # rates a loop device reaches, and a buffer half full wakes us.
         self.tick = 0.25
 
@@ -99,10 +92,9 @@ class VecStream(Stream):
         if self.np is not None:
             return
         import numpy as np
-        from ftracetools.ring.arrays import UniformPages
+        from ftracetools.ring.arrays import WalkedPages
         self.np = np
-        self.pages = [UniformPages(PageLayout(self.root), f, [i])
-                      for f, i in zip(self.fields, self.ids)]
+        self.walker = WalkedPages(PageLayout(self.root))
         self.carry = self._events([], [], [], [], [], [])
 
     @property
@@ -135,22 +127,29 @@ class VecStream(Stream):
         return table[inv.reshape(-1)] if len(uniq) else np.empty(0, np.int16)
 
     def _read(self):
-        """This round's events of both buffers, as arrays."""
-        np = self.np
+        """This round's events, as arrays."""
+        np, w = self.np, self.walker
         parts = []
-        for rd, up, typ in zip(self.readers, self.pages, self.ids):
+        for rd in self.readers:
             pages = [p for _c, p in rd.drain_pages()]
-            recs, ts, odd, lost = up.decode(pages)
+            psize = rd.layout.page_size
+            rec, lost = w.decode([p for p in pages if len(p) == psize])
             for n in lost:
                 rd.note_lost(n)
-            if len(ts):
-                # (all of the buffer's event: a page with another ID is walked)
-                kinds = np.full(len(ts), self.kinds[typ], np.int8)
-                parts.append(self._events(kinds, ts, recs["dev"], recs["sector"],
-                                          recs["nr_sector"], self._ops(recs)))
-            if odd:
+            types = rec["type"]
+            for typ, kind in self.kinds.items():
+                m = types == typ
+                if not m.any():
+                    continue
+                sub = {"at": rec["at"][m]}
+                f = {k: w.field(sub, off, fmt) for k, (off, fmt) in self.fields[typ].items()}
+                parts.append(self._events(np.full(len(sub["at"]), kind, np.int8),
+                                          rec["ts"][m], f["dev"], f["sector"], f["nr_sector"],
+                                          self._ops(f)))
+            short = [p for p in pages if len(p) != psize]
+            if short:   # (a short read: record by record)
                 walked = []
-                for p in odd:
+                for p in short:
                     rd.note_lost(page_offsets(p, rd.layout, walked))
                 cols = [[], [], [], [], [], []]
                 for t, off, page in walked:
