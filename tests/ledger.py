@@ -88,6 +88,8 @@ TIERS: Dict[str, Dict] = {
             "needs fprobes",
         "tests/live/test_funccount.py::test_exact_count_of_a_process[function]":
             "needs function_instance",
+        "tests/live/test_funccount.py::test_exact_count_of_a_process[function-arrays]":
+            "needs function_instance",
         "tests/live/test_funccount.py::test_exact_count_of_a_process[kprobe-hist]":
             "needs kprobes",
         "tests/live/test_funccount.py::test_exact_count_unfiltered[kprobe]":
