@@ -3,7 +3,6 @@
 """
 
 import struct
-import threading
 import time
 from typing import Dict, Optional
 
@@ -86,8 +85,6 @@ class VecStream(Stream):
         self.readers = [r]
         self.py: Optional[Stream] = Stream.beside(r, self.kinds, self.alt, iotype, kb)
         self.py_cpu = 0.0   # its CPU so far
-        self.stash: Optional[list] = None   # pages read while numpy is imported
-        self.importing: Optional[threading.Thread] = None
         self.ops: Dict[bytes, int] = {}
         self.lost_seen = 0
         self.cur = Interval()
@@ -186,36 +183,18 @@ class VecStream(Stream):
     def _take(self, ev, mask):
         return {k: v[mask] for k, v in ev.items()}
 
-    def drain(self, upto: int = 0, settle: bool = False) -> None:
-        """Pair what can be (``settle``: an interval ends; a numpy import
-        under way is waited for)."""
+    def drain(self, upto: int = 0) -> None:
         pages = None
         if self.py is not None:
             pages = self.readers[0].drain_pages()
-            if self.stash is None and (len(pages) >= self.SMALL or
-                                       self.py_cpu >= self.IMPORT_CPU):
-                # numpy is imported now, in the background, while the
-                # rounds' pages wait here unpaired: imported in the round,
-                # with the CPUs busy, the kernel's buffer filled (events
-                # lost); imported from the start, at a rate that stays
-                # moderate, it costs more than the pairing it saves
-                self.stash = []
-                self.importing = threading.Thread(target=self._import, daemon=True)
-                self.importing.start()
-            if self.stash is None:
+            # (numpy is imported then, in the round: in the background
+            # earlier, at a rate that may stay moderate, it would cost as
+            # much as the pairing it saves)
+            if (len(pages) < self.SMALL and self.py_cpu < self.IMPORT_CPU) \
+                    or not self._arrays():
                 t = time.process_time()
                 self.py.drain(upto, pages)
                 self.py_cpu += time.process_time() - t
-                return
-            self.stash += pages
-            if settle:
-                self.importing.join()
-            if self.importing.is_alive():
-                return
-            pages, self.stash = self.stash, None
-            if self.np is None:     # no numpy: one by one for good
-                self.SMALL, self.IMPORT_CPU = 1 << 62, float("inf")
-                self.py.drain(upto, pages)
                 return
             self._from_py()
         self._load()
@@ -235,11 +214,14 @@ class VecStream(Stream):
             ev = self._cat([ev, rest])
         self.carry = self._cat([ev, held])
 
-    def _import(self) -> None:
+    def _arrays(self) -> bool:
+        """numpy loaded (False: not installed; one by one from now on)."""
         try:
             self._load()
         except ImportError:
-            pass
+            self.SMALL = 1 << 62
+            return False
+        return True
 
     def _from_py(self) -> None:
         """The arrays take over from the one-by-one pairing: its open
@@ -331,7 +313,7 @@ class VecStream(Stream):
 
     def rotate(self, final: bool = False) -> Interval:
         """End the interval: pair all the kernel has, start a new one."""
-        self.drain(1 << 62 if final else 0, settle=True)
+        self.drain(1 << 62 if final else 0)
         if self.py is not None:     # (one by one still: it ends its interval)
             return self.py.rotate(final)
         np = self.np    # loaded by drain (a signal can come before any round)
