@@ -36,7 +36,6 @@ def _sum(objs: List[Dict], key: str) -> float:
 
 
 @pytest.mark.parametrize("path", [pytest.param("numpy", marks=pytest.mark.vm), "python",
-                                  pytest.param("one by one, then numpy", marks=pytest.mark.vm),
                                   pytest.param("kernel", marks=pytest.mark.needs("hist"))])
 def test_counts_every_io_exactly(loop, path):
     """Short intervals: many I/Os straddle a boundary; two fio jobs put
@@ -51,10 +50,7 @@ def test_counts_every_io_exactly(loop, path):
     objs, d, err = _traced(loop, stream + ["-d", loop.name, "0.25"],
                            lambda: loop.fio("randrw", 3, iodepth=32,
                                             extra=["--numjobs=2"]),
-                           # numpy: arrays from the first round; then: from
-                           # the first that brings 256 pages (or more)
-                           env={"FTT_NO_NUMPY": "1" if path == "python" else "0",
-                                "FTT_SMALL_ROUND": "0" if path == "numpy" else "256"})
+                           env={"FTT_NO_NUMPY": "1" if path == "python" else "0"})
     kernel = d["read_ios"] + d["write_ios"]
     assert kernel > 1000
     # an object per 0.25 s interval (in the emulated guests importing numpy

@@ -6,7 +6,6 @@ import struct
 import time
 from typing import Dict, Optional
 
-from ftracetools import switches
 from ftracetools.engines.blockio import (BIO_EVENTS, COMPLETE, HOLD_NS, PURGE_NS, REQUEUE,
                                          START, Interval, Stream, describe, iotype_filter,
                                          op_of, routes, unpacker)
@@ -14,6 +13,7 @@ from ftracetools.kernel import filters
 from ftracetools.kernel.formats import EventFormat
 from ftracetools.ring.pages import PageLayout, page_offsets
 from ftracetools.ring.reader import RawReader
+from ftracetools.ring.source import preload
 
 __all__ = ["VecStream"]
 
@@ -30,23 +30,13 @@ class VecStream(Stream):
     then counted as unmatched. Not for -Q (merges change keys) nor for
     whose I/O it was: Stream does that. One instance where there were
     two (four with bio-based devices): each costs the kernel some 30 ms
-    to set up and 40 ms to remove.
-
-    Until a round brings SMALL pages, or pairing one by one has cost as
-    much CPU as importing numpy does (IMPORT_CPU: some 100,000 I/Os), a
-    Stream pairs the events one by one (``self.py``) and numpy is not
-    loaded: for a short run at a moderate rate that is the cheaper way (3
-    s of one synchronous writer, 15,000 I/Os a second: 0.12 s of CPU in
-    all, against 0.2), and a long one pays at most twice the least it
-    could. Its open issues, orphans and held events then become the
-    arrays' carry."""
-
-    # (the tests set it to 0, and to a huge number, to check both ways)
-    SMALL = int(switches.get("SMALL_ROUND", "256"))
-    IMPORT_CPU = 0.13   # seconds: numpy's import here
+    to set up and 40 ms to remove."""
 
     def __init__(self, s, devs: Dict[int, str], iotype: Optional[str], kb: int) -> None:
-        self.np = None      # (numpy: loaded by the first busy round)
+        # numpy (70 ms to import here) is loaded once tracing runs and the
+        # banner is out (the buffers hold the events): in the background,
+        # while the loop waits for the first round, which uses it
+        self.np = None
         self.root = s.root
         req, bio = routes(devs)
         self.what = describe(bio)
@@ -83,8 +73,6 @@ class VecStream(Stream):
         r = RawReader(s.dir, s.root)
         s.own(r)
         self.readers = [r]
-        self.py: Optional[Stream] = Stream.beside(r, self.kinds, self.alt, iotype, kb)
-        self.py_cpu = 0.0   # its CPU so far
         self.ops: Dict[bytes, int] = {}
         self.lost_seen = 0
         self.cur = Interval()
@@ -96,6 +84,9 @@ class VecStream(Stream):
 
     def wait(self, timeout: float) -> object:
         return self.readers[0].wait(timeout)   # the (first) completions
+
+    def live(self) -> None:
+        preload("numpy")    # loaded by the first round: tracing is live
 
     def _load(self) -> None:
         if self.np is not None:
@@ -135,13 +126,12 @@ class VecStream(Stream):
         table = np.array([op_of(bytes(u), self.glob) for u in uniq.tolist()], np.int16)
         return table[inv.reshape(-1)] if len(uniq) else np.empty(0, np.int16)
 
-    def _read(self, pages=None):
-        """This round's events, as arrays (``pages``: the reader's, if read
-        already)."""
+    def _read(self):
+        """This round's events, as arrays."""
         np, w = self.np, self.walker
         parts = []
         for rd in self.readers:
-            pages = [p for _c, p in (rd.drain_pages() if pages is None else pages)]
+            pages = [p for _c, p in rd.drain_pages()]
             psize = rd.layout.page_size
             rec, lost = w.decode([p for p in pages if len(p) == psize])
             for n in lost:
@@ -184,22 +174,9 @@ class VecStream(Stream):
         return {k: v[mask] for k, v in ev.items()}
 
     def drain(self, upto: int = 0) -> None:
-        pages = None
-        if self.py is not None:
-            pages = self.readers[0].drain_pages()
-            # (numpy is imported then, in the round: in the background
-            # earlier, at a rate that may stay moderate, it would cost as
-            # much as the pairing it saves)
-            if (len(pages) < self.SMALL and self.py_cpu < self.IMPORT_CPU) \
-                    or not self._arrays():
-                t = time.process_time()
-                self.py.drain(upto, pages)
-                self.py_cpu += time.process_time() - t
-                return
-            self._from_py()
         self._load()
         limit = upto or time.monotonic_ns() - HOLD_NS
-        ev = self._cat([self.carry] + self._read(pages))
+        ev = self._cat([self.carry] + self._read())
         mine = ev["op"] >= 0
         if not mine.all():
             ev = self._take(ev, mine)
@@ -213,41 +190,6 @@ class VecStream(Stream):
                 break
             ev = self._cat([ev, rest])
         self.carry = self._cat([ev, held])
-
-    def _arrays(self) -> bool:
-        """numpy loaded (False: not installed; one by one from now on)."""
-        try:
-            self._load()
-        except ImportError:
-            self.SMALL = 1 << 62
-            return False
-        return True
-
-    def _from_py(self) -> None:
-        """The arrays take over from the one-by-one pairing: its open
-        issues (and those in flight behind them), orphans and held events
-        become the carry, its interval the current one."""
-        py, self.py = self.py, None
-        rows = [[], [], [], [], [], []]
-
-        def row(*v):
-            for c, x in zip(rows, v):
-                c.append(x)
-        for (dev, sector, op), v in py.pending.items():
-            row(START, v[0], dev, sector, v[1], op)
-        for (dev, sector, op), vs in py.more.items():
-            for v in vs:
-                row(START, v[0], dev, sector, v[1], op)
-        for (dev, sector, op), t in py.orphans.items():
-            row(COMPLETE, t, dev, sector, 0, op)
-        for t, off, page in py.held:
-            typ = page[off] | (page[off + 1] << 8)
-            _typ, dev, sector, nr, rw = self.alt[typ](page, off)
-            row(self.kinds[typ], t, dev, sector, nr, op_of(rw, self.glob))
-        self.carry = self._events(*rows)
-        self.cur, self.lost_seen = py.cur, py.lost_seen
-        for dev, lst in self.cur.lats.items():
-            self.cur.lats[dev] = [self.np.array(lst, self.np.int64)] if lst else []
 
     def _pair(self, ev):
         """Pair what can be; return (what stays open, partial rests)."""
@@ -314,8 +256,6 @@ class VecStream(Stream):
     def rotate(self, final: bool = False) -> Interval:
         """End the interval: pair all the kernel has, start a new one."""
         self.drain(1 << 62 if final else 0)
-        if self.py is not None:     # (one by one still: it ends its interval)
-            return self.py.rotate(final)
         np = self.np    # loaded by drain (a signal can come before any round)
         done, self.cur = self.cur, Interval()
         now = time.monotonic_ns()

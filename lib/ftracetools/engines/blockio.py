@@ -243,7 +243,7 @@ class Stream(Source):
         self.codes: Dict[int, str] = {}
         # (type -> unpack of common_pid, comm): the start events, with who
         self.whos: Dict[int, object] = {}
-        self.queued, self.min_ns, self.who = queued, min_ns, who
+        self.queued, self.min_ns = queued, min_ns
         # The kernel's *X* filter on a char array (strnstr) reads past the
         # NUL into stale bytes: with -i, rwbs is checked again here.
         self.glob = iotype
@@ -280,14 +280,8 @@ class Stream(Source):
             self._event(s, bfilt, BIO_EVENTS[0], START, who)
         # each event's own unpack, found by its type (common_type, u16 at 0)
         self.units = {i: struct.Struct(c).unpack_from for i, c in self.codes.items()}
-        reader = RawReader(s.dir, s.root)
-        s.own(reader)
-        self._state(reader, kb)
-
-    def _state(self, reader, kb: int) -> None:
-        """What pairing keeps, reading ``reader``."""
-        self.reader = reader
-        self.newtasks = getattr(self, "newtasks", None)
+        self.reader = RawReader(s.dir, s.root)
+        s.own(self.reader)
         self.offsets = page_offsets     # (the tests hand over pages already split)
         # (dev, sector, op) -> (start ns, nr_sector[, who]); who: [tid, comm
         # bytes, issue ns, first sector, sectors]
@@ -295,24 +289,13 @@ class Stream(Source):
         self.orphans: Dict[tuple, int] = {}    # (dev, sector, op) -> completion ns
         self.more: Dict[tuple, list] = {}      # key -> [(ns, nr)]: same sector in flight again
         # requeued requests (queued, who): key -> its pending entry
-        self.requeued: Optional[Dict[tuple, tuple]] = {} if self.queued or self.who else None
+        self.requeued: Optional[Dict[tuple, tuple]] = {} if queued or who else None
         self.held: list = []                   # (ns, offset, page) not yet paired
         self.ops: Dict[bytes, int] = {}
         self.tasks: Dict[tuple, tuple] = {}    # (tid, comm) -> (tgid, comm, kthread)
         self.lost_seen = 0
         self.cur = Interval()
         self.lost_hint = "enlarge the buffer with -b (now %d KB per CPU)" % kb
-
-    @classmethod
-    def beside(cls, reader, kinds: Dict[int, int], units: Dict[int, object],
-               iotype: Optional[str], kb: int) -> "Stream":
-        """A Stream pairing what another source armed (VecStream, until a
-        round is busy): its reader, each event ID's kind and unpack."""
-        st = cls.__new__(cls)
-        st.kinds, st.units, st.glob, st.whos = kinds, units, iotype, {}
-        st.queued, st.min_ns, st.who, st.only, st.cgroups = False, 0, False, None, None
-        st._state(reader, kb)
-        return st
 
     def _event(self, s, filt, name, kind, who=False) -> int:
         fmt = EventFormat.load(s.root, "block", name)
@@ -357,9 +340,7 @@ class Stream(Source):
     def wait(self, timeout: float) -> object:
         return self.reader.wait(timeout)
 
-    def drain(self, upto: int = 0, pages=None) -> None:
-        """Pair what can be (``pages``: the (cpu, page) pairs of this
-        round, if read already)."""
+    def drain(self, upto: int = 0) -> None:
         r = self.reader
         limit = upto or time.monotonic_ns() - HOLD_NS
         if self.newtasks:  # before the I/Os: a task is made before it submits
@@ -370,7 +351,7 @@ class Stream(Source):
             out.sort(key=lambda e: e[0])
             self.born(dec(e[3]) for e in out if e[2] == nid)
         evs = self.held
-        for _cpu, page in (r.drain_pages() if pages is None else pages):
+        for _cpu, page in r.drain_pages():
             r.note_lost(self.offsets(page, r.layout, evs))
         evs.sort()
         n = len(evs)
