@@ -53,15 +53,11 @@ class Lines:
         if not n:
             return
         states = c["states"]
-        if self.json:
-            for t, cpu, pc, pp, ppr, st, nc, np_, npr in zip(*(c[k].tolist() for k in (
-                    "ts", "cpu", "prev_comm", "prev_pid", "prev_prio", "state", "next_comm",
-                    "next_pid", "next_prio"))):
-                self.switch(t, cpu, _str(pc), pp, ppr, states[st], _str(nc), np_, npr, None)
-            return
         us = (c["ts"] + 500) // 1000
         sec = us // 1000000
-        if sec.max() >= 10 ** 8 or c["cpu"].max() >= 1000:
+        # JSON, and text whose columns would widen (10^8 s up, CPU 1000 on):
+        # a line at a time
+        if self.json or sec.max() >= 10 ** 8 or c["cpu"].max() >= 1000:
             for t, cpu, pc, pp, ppr, st, nc, np_, npr in zip(*(c[k].tolist() for k in (
                     "ts", "cpu", "prev_comm", "prev_pid", "prev_prio", "state", "next_comm",
                     "next_pid", "next_prio"))):
