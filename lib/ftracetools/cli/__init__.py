@@ -28,6 +28,7 @@ from ftracetools.cli.loop import banner, trace, trace_loop, warn
 from ftracetools.cli.targets import Targets
 from ftracetools.errors import Interrupted, Status, ToolError, UsageError
 from ftracetools.kernel import signals
+from ftracetools.report.outfile import whole_stdout
 
 __all__ = ["run", "leave", "banner", "warn", "trace", "trace_loop", "Targets",
            "number", "seconds", "count", "exporter"]
@@ -119,6 +120,7 @@ def _std_open(tool: str) -> bool:
         return False
     if sys.stdout is None:
         sys.stdout = open(1, "w", closefd=False)
+    whole_stdout()
     return True
 
 

@@ -13,16 +13,26 @@ FILE``), written as a shell redirection would write them.
 - a regular file, or a new one, is replaced atomically: a temporary file
   beside the target (with the old file's mode), then a rename; on any
   error the temporary file is removed, so nothing is left beside it.
+
+``whole_stdout()`` puts ``sys.stdout`` over ``WholeWrites``: every write
+to the descriptor goes out whole, however often a signal cuts it short.
+Python's own stdout, unbuffered (``PYTHONUNBUFFERED``, ``python3 -u``:
+its text layer straight on the descriptor), drops the rest of a write
+that a signal cut short: 370 kB JSON lines to a slowly read pipe under
+random SIGINTs, with a second thread alive (numpy's, the metrics
+server's), lost or spliced 44 to 70 lines of 300 (CPython 3.11).
 """
 
 import errno
+import io
 import os
 import stat
+import sys
 from typing import Optional, Union
 
 from ftracetools.errors import ToolError, UsageError
 
-__all__ = ["OutFile"]
+__all__ = ["OutFile", "WholeWrites", "whole_stdout"]
 
 
 class OutFile:
@@ -131,8 +141,48 @@ def _is_std(st: os.stat_result) -> bool:
     return False
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
+def _write_all(fd: int, data) -> None:
+    view = memoryview(data).cast("B")
     while view:
         n = os.write(fd, view)
         view = view[n:]
+
+
+class WholeWrites(io.RawIOBase):
+    """A descriptor we write but do not own (never closed here), each
+    write returning only once every byte is out (or raising)."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def isatty(self) -> bool:
+        return os.isatty(self.fd)
+
+    def write(self, data) -> int:
+        n = memoryview(data).nbytes
+        _write_all(self.fd, data)
+        return n
+
+
+def whole_stdout() -> None:
+    """``sys.stdout`` (as found: encoding, error handler, buffering)
+    over ``WholeWrites``; see the module docstring. Only Python's own
+    stdout is replaced (not a test's capture, nor an earlier one of ours)."""
+    old = sys.stdout
+    buf = getattr(old, "buffer", None)
+    raw = buf if isinstance(buf, io.FileIO) else getattr(buf, "raw", None)
+    if type(old) is not io.TextIOWrapper or not isinstance(raw, io.FileIO):
+        return
+    old.flush()
+    whole = WholeWrites(raw.fileno())
+    sys.stdout = io.TextIOWrapper(whole if raw is buf else io.BufferedWriter(whole),
+                                  encoding=old.encoding, errors=old.errors,
+                                  line_buffering=old.line_buffering,
+                                  write_through=old.write_through)
