@@ -164,3 +164,26 @@ def test_walked_pages_keep_each_pages_order():
         evs = []
         ringpages.page_offsets(p, LAYOUT, evs)
         assert by_page[i] == [e[0] for e in evs]
+
+
+def test_walked_pages_take_short_reads_in_their_place():
+    """A read that ended early (the page's data is all there, or it ended
+    at a record boundary): its records come out with the others, in their
+    page's place, none past what was read (they were dropped, once)."""
+    full = _mixed_pages(3, n=4)
+    recs = [record(10, 7, 99, i) for i in range(40)]      # 40 x 28 bytes
+    whole = page(5, recs)
+    short = [whole[:16 + 40 * 28], whole[:16 + 25 * 28], whole[:8]]
+    pages = [full[0], short[0], full[1], short[1], full[2], short[2], full[3]]
+    w = vecpages.WalkedPages(LAYOUT)
+    rec, _ = w.decode(pages)
+    a, b = w.field(rec, 8, "<u4"), w.field(rec, 16, "<u8")
+    got = list(zip(rec["page"].tolist(), rec["ts"].tolist(), rec["type"].tolist(),
+                   a.tolist(), b.tolist()))
+    want = []
+    for i, p in enumerate(pages):
+        if p is short[1]:
+            want += [(i, 5 + 10 * (k + 1), 7, 99, k) for k in range(25)]
+        elif p is not short[2]:
+            want += [(i,) + r for r in walked([p])]
+    assert got == want

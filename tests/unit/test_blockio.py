@@ -65,7 +65,6 @@ def vec_stream(glob=None, rw_len=2):
     st.glob = glob
     st.kinds = {IDS["start"]: iol.START, IDS["complete"]: iol.COMPLETE,
                 IDS["requeue"]: iol.REQUEUE}
-    st.ops = {}
     st.readers = [FakeReader()]
     st.lost_seen = 0
     st.cur = iol.Interval()

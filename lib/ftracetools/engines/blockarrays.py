@@ -2,16 +2,15 @@
 ``engines.blockio.Stream`` (the two agree event for event: tests/unit).
 """
 
-import struct
 import time
 from typing import Dict, Optional
 
 from ftracetools.engines.blockio import (BIO_EVENTS, COMPLETE, HOLD_NS, PURGE_NS, REQUEUE,
                                          START, Interval, Stream, describe, iotype_filter,
-                                         op_of, routes, unpacker)
+                                         op_of, routes)
 from ftracetools.kernel import filters
 from ftracetools.kernel.formats import EventFormat
-from ftracetools.ring.pages import PageLayout, page_offsets
+from ftracetools.ring.pages import PageLayout
 from ftracetools.ring.reader import RawReader
 from ftracetools.ring.source import preload
 
@@ -41,7 +40,7 @@ class VecStream(Stream):
         req, bio = routes(devs)
         self.what = describe(bio)
         self.glob = iotype
-        self.kinds, self.alt = {}, {}
+        self.kinds = {}
         self.fields = {}    # event ID -> {field: (offset, numpy format)}
         events = []
         if bio:
@@ -60,7 +59,6 @@ class VecStream(Stream):
             fmt = EventFormat.load(s.root, "block", name)
             s.enable_event("block", name, filt)
             self.kinds[fmt.id] = kind
-            self.alt[fmt.id] = struct.Struct(unpacker(fmt, 16)).unpack_from
             fields = {}
             for f in ("dev", "sector", "nr_sector"):
                 fl = fmt.field(f)
@@ -73,7 +71,6 @@ class VecStream(Stream):
         r = RawReader(s.dir, s.root)
         s.own(r)
         self.readers = [r]
-        self.ops: Dict[bytes, int] = {}
         self.lost_seen = 0
         self.cur = Interval()
         self.lost_hint = "enlarge the buffer with -b (now %d KB per CPU)" % kb
@@ -131,9 +128,7 @@ class VecStream(Stream):
         np, w = self.np, self.walker
         parts = []
         for rd in self.readers:
-            pages = [p for _c, p in rd.drain_pages()]
-            psize = rd.layout.page_size
-            rec, lost = w.decode([p for p in pages if len(p) == psize])
+            rec, lost = w.decode([p for _c, p in rd.drain_pages()])
             for n in lost:
                 rd.note_lost(n)
             types = rec["type"]
@@ -146,24 +141,6 @@ class VecStream(Stream):
                 parts.append(self._events(np.full(len(sub["at"]), kind, np.int8),
                                           rec["ts"][m], f["dev"], f["sector"], f["nr_sector"],
                                           self._ops(f)))
-            short = [p for p in pages if len(p) != psize]
-            if short:   # (a short read: record by record)
-                walked = []
-                for p in short:
-                    rd.note_lost(page_offsets(p, rd.layout, walked))
-                cols = [[], [], [], [], [], []]
-                for t, off, page in walked:
-                    typ = page[off] | (page[off + 1] << 8)
-                    k = self.kinds.get(typ)
-                    if k is None:
-                        continue
-                    _typ, dev, sector, nr, rw = self.alt[typ](page, off)
-                    op = self.ops.get(rw)
-                    if op is None:
-                        op = self.ops[rw] = op_of(rw, self.glob)
-                    for c, v in zip(cols, (k, t, dev, sector, nr, op)):
-                        c.append(v)
-                parts.append(self._events(*cols))
         return parts
 
     def _cat(self, parts):

@@ -337,10 +337,7 @@ class Traced(_Counter):
     def _drain_arrays(self, pages) -> None:
         import numpy as np
         w, ips = self.walker, self.ips
-        psize = self.rd.layout.page_size
-        if any(len(p) != psize for _c, p in pages):    # (a short read: walked)
-            self._count([(c, p) for c, p in pages if len(p) != psize])
-        rec, lost = w.decode([p for _c, p in pages if len(p) == psize])
+        rec, lost = w.decode([p for _c, p in pages])
         for n in lost:
             self.rd.note_lost(n)
         mine = rec["type"] == self.type

@@ -24,7 +24,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from ftracetools.ring.pages import PageLayout, page_offsets
+from ftracetools.ring.pages import PageLayout
 from ftracetools.ring.arrays import WalkedPages
 
 __all__ = ["COLUMNS", "Rounds", "Stream"]
@@ -440,24 +440,12 @@ class Stream:
                      nprio=np.empty(0, np.int64))
         return e
 
-    def _walked(self, rd, cpu, pages):
-        """Pages walked record by record (a short read), as rows."""
-        walked = []
-        for p in pages:
-            rd.note_lost(page_offsets(p, self.layout, walked))
-        return self.rows((t, cpu, page, off) for t, off, page in walked)
-
     def _decode(self, rd, cpu, pages):
-        """A CPU's pages as arrays (a short read, and forks, one by one)."""
+        """A CPU's pages as arrays (forks one by one)."""
         w = self.walker
         psize = self.layout.page_size
-        full = [p for p in pages if len(p) == psize]
         parts = []
-        if len(full) < len(pages):
-            e = self._walked(rd, cpu, [p for p in pages if len(p) != psize])
-            if e is not None:
-                parts.append(e)
-        rec, lost = w.decode(full)
+        rec, lost = w.decode(pages)
         for x in lost:
             rd.note_lost(x)
         types = rec["type"]
@@ -498,7 +486,7 @@ class Stream:
         if len(odd):
             pg, at, ts = rec["page"][odd].tolist(), rec["at"][odd].tolist(), \
                 rec["ts"][odd].tolist()
-            e = self.rows((t, cpu, full[i], a - i * psize) for t, i, a in zip(ts, pg, at))
+            e = self.rows((t, cpu, pages[i], a - i * psize) for t, i, a in zip(ts, pg, at))
             if e is not None:
                 parts.append(e)
         return parts

@@ -132,8 +132,10 @@ class WalkedPages:
 
     ``decode(pages)`` -> (records, loss counts): records as arrays
     ``type`` (common_type), ``ts``, ``page`` (index into ``pages``) and
-    ``at`` (the payload's byte offset in the joined pages), page by page
-    in their order; ``field()`` then gathers a field's values.
+    ``at`` (the payload's byte offset in the pages joined, each padded to
+    the page size), page by page in their order; ``field()`` then gathers
+    a field's values. A short page (a read that ended early) is walked up
+    to its commit or its end, whichever comes first.
     """
 
     def __init__(self, layout: PageLayout) -> None:
@@ -143,11 +145,15 @@ class WalkedPages:
     def decode(self, pages: Sequence[bytes]) -> Tuple[Dict[str, np.ndarray], List[int]]:
         lay = self.layout
         psize = lay.page_size
-        pages = [p for p in pages if len(p) == psize]
         n = len(pages)
         empty = {k: np.empty(0, np.int64) for k in ("type", "ts", "page", "at")}
         if not n:
             return empty, []
+        read = [min(len(p), psize) for p in pages]
+        short = min(read) < psize
+        if short:
+            pages = [p if len(p) == psize else bytes(p[:psize]).ljust(psize, b"\0")
+                     for p in pages]
         buf = b"".join(pages)
         words = self.words = np.frombuffer(buf, "<u4")
         base = np.arange(n, dtype=np.int64) * (psize // 4)     # each page's first word
@@ -156,6 +162,8 @@ class WalkedPages:
         commit = np.ndarray((n,), cfmt, buf, lay.commit_off, (psize,)).astype(np.int64)
         pos = base + lay.data_off // 4
         end = pos + (commit & LEN_MASK) // 4
+        if short:   # (no further than what was read)
+            end = np.minimum(end, base + np.array(read, np.int64) // 4)
         pages_i = np.arange(n)
         got_pos, got_ts, got_page = [], [], []
         while True:
