@@ -310,9 +310,65 @@ def test_function_records_counted_alike_as_arrays_and_one_by_one(small):
     t = fc.Traced.__new__(fc.Traced)
     t.rd, t.type, t.ip_off, t.ips, t.walker, t.SMALL = rd, 1, 8, {}, None, small
     rounds = [pages[:20], pages[20:]]
-    rd.drain_pages = lambda: rounds.pop(0)
+    rd.drain_pages = lambda: rounds.pop(0) if rounds else []
     t.drain()
     t.drain()
+    t.finish("duration")
     assert (t.walker is not None) == (small == 0)
     assert t.ips == want and sum(want.values()) > 3000
     assert rd.flagged_lost == ref.flagged_lost > 0
+
+
+def test_pages_wait_for_the_arrays_import_and_are_all_counted(monkeypatch):
+    """The first busy round starts numpy's import in the background; until
+    it has ended the rounds' pages are only read (none counted, none
+    dropped); an interval's end waits for it, and everything is counted."""
+    pytest.importorskip("numpy")
+    from ftracetools.ring import arrays
+    from ftracetools.ring.pages import PageLayout
+    from ftracetools.ring.reader import RawReader
+
+    class SlowImport:
+        done = False
+
+        def __init__(self, name):
+            assert name == "ftracetools.ring.arrays"
+
+        def ready(self):
+            return self.done
+
+        def module(self):
+            return arrays
+    monkeypatch.setattr(fc, "preload", SlowImport)
+    pages = _function_pages()
+    rd = RawReader.__new__(RawReader)
+    rd.layout, rd.flagged_lost, rd.unknown_loss = PageLayout("/nonexistent"), 0, False
+    t = fc.Traced.__new__(fc.Traced)
+    t.rd, t.type, t.ip_off, t.ips, t.walker, t.SMALL = rd, 1, 8, {}, None, 10
+    rounds = [pages[:4], pages[4:20], pages[20:30], pages[30:]]
+    rd.drain_pages = lambda: rounds.pop(0) if rounds else []
+    t.drain()                   # a quiet round: one by one
+    counted = dict(t.ips)
+    assert counted and t.loading is None
+    t.drain()                   # busy: the import starts, the pages wait
+    t.drain()
+    assert t.ips == counted and t.walker is None and len(t.stash) == 26
+    SlowImport.done = True
+    t.drain()                   # imported: all of it, as arrays
+    assert t.walker is not None and t.loading is None and t.stash == []
+    want = {}
+    for _cpu, _ts, typ, p in RawReader.events(rd, pages):
+        if typ == 1:
+            ip = int.from_bytes(p[8:16], "little")
+            want[ip] = want.get(ip, 0) + 1
+    assert t.ips == want
+    # an interval's end while the import runs waits for it
+    SlowImport.done = False
+    t2 = fc.Traced.__new__(fc.Traced)
+    t2.rd, t2.type, t2.ip_off, t2.ips, t2.walker, t2.SMALL = rd, 1, 8, {}, None, 0
+    t2.map = type("Names", (), {"name": lambda self, ip: None})()
+    rounds[:] = [pages[:30]]
+    t2.drain()
+    assert t2.ips == {} and t2.walker is None
+    assert sum(t2.take().values()) == sum(
+        1 for _c, _t, typ, _p in RawReader.events(rd, pages[:30]) if typ == 1)

@@ -32,7 +32,7 @@ from ftracetools.host import cpus as cpulib
 from ftracetools.kernel import symbols, tracefs, triggers
 from ftracetools.kernel.formats import EventFormat, stack_record
 from ftracetools.ring.reader import RawReader, read_stats
-from ftracetools.ring.source import Source
+from ftracetools.ring.source import Preload, Source, preload
 
 __all__ = ["METHODS", "TRACEPOINT_METHODS", "DESCRIBE", "TOP_LEVEL", "PROBE_COST_MS",
            "COUNTER_EVENTS", "NO_STACKS", "NO_STACK", "Refused", "ProbeFailed", "why_not",
@@ -307,21 +307,33 @@ class Traced(_Counter):
     # A round of this many pages or more (some 36,000 calls) is decoded as
     # arrays (numpy, ring.arrays.WalkedPages), and every round after it;
     # fewer go record by record, and a short or quiet run never loads
-    # numpy. (The tests set it to 0, and to a huge number, for each way.)
+    # numpy. Its import runs in the background, the rounds' pages kept
+    # meanwhile: imported in the round, it takes seconds in the emulated
+    # guests, while the burst that called for it fills the kernel's buffer.
+    # (The tests set SMALL to 0, and to a huge number, for each way.)
     SMALL = int(switches.get("SMALL_ROUND", "256"))
+    loading: Optional[Preload] = None     # (its pages meanwhile: stash)
 
     def wait(self, timeout: float) -> object:
         return self.rd.wait(timeout)
 
-    def drain(self) -> None:
+    def drain(self, settle: bool = False) -> None:
+        """Count what the kernel has (``settle``: and what waits for the
+        import, waiting for it)."""
         pages = self.rd.drain_pages()
-        if self.walker is None and len(pages) >= self.SMALL and pages:
-            try:
-                from ftracetools.ring.arrays import WalkedPages
-            except ImportError:     # no numpy: record by record, always
+        if self.walker is None and self.loading is None and len(pages) >= self.SMALL \
+                and pages:
+            self.loading, self.stash = preload("ftracetools.ring.arrays"), []
+        if self.walker is None and self.loading is not None:
+            self.stash += pages
+            if not (settle or self.loading.ready()):
+                return
+            pages, self.stash = self.stash, []
+            arrays, self.loading = self.loading.module(), None
+            if arrays is None:      # no numpy: record by record, always
                 self.SMALL = 1 << 62
             else:
-                self.walker = WalkedPages(self.rd.layout)
+                self.walker = arrays.WalkedPages(self.rd.layout)
         if self.walker is not None:
             self._drain_arrays(pages)
             return
@@ -346,9 +358,11 @@ class Traced(_Counter):
             ips[a] = ips.get(a, 0) + n
 
     def finish(self, why: str) -> None:
-        self.drain()
+        self.drain(settle=True)
 
     def take(self) -> Dict[str, int]:
+        if self.loading is not None:    # (an interval ends: its calls all counted)
+            self.drain(settle=True)
         out: Dict[str, int] = {}
         for ip, n in self.ips.items():
             name = self.map.name(ip) or "0x%x" % ip

@@ -33,7 +33,7 @@ from ftracetools.kernel.formats import EventFormat, print_tables
 from ftracetools.ring.merge import Feed
 from ftracetools.ring.pages import parse_page
 from ftracetools.ring.reader import RawReader
-from ftracetools.ring.source import Source
+from ftracetools.ring.source import Preload, Source, preload
 
 __all__ = ["STATE_WORDS", "parse_states", "States", "Task", "Tracker", "Hists",
            "KernelHist", "state_filter", "Books", "Events", "Timeline", "cstr",
@@ -476,21 +476,35 @@ class ArrayPath:
         self.pages = 0      # ... and how many pages came that way
         self.mark = 0
         self.on_forks = None    # (parents, children) of each round's forks
+        self.loading: Optional[Preload] = None     # (and its pages meanwhile: stash)
+        self.stash: List[list] = []
 
-    def advance(self, upto) -> None:
-        """Count the events up to ``upto`` (None: all there are)."""
+    def advance(self, upto, settle: bool = False) -> None:
+        """Count the events up to ``upto`` (None: all there are).
+
+        The arrays' import (numpy) runs in the background, the rounds'
+        pages kept meanwhile: imported in the round, it would leave the
+        kernel's buffer to fill (seconds in the emulated guests). The end
+        (``upto`` None) and ``settle`` (an interval's end) wait for it."""
         drained = None
         if self.stream is None:
             drained = [r.drain_pages() for r in self.readers]
             n = sum(len(d) for d in drained)
             self.pages += n
-            schedvec = None
-            if n >= self.SMALL or self.pages >= 2 * self.SMALL:
-                try:
-                    from ftracetools.engines import schedarrays as schedvec
-                except ImportError:     # no numpy: one by one, always
-                    self.SMALL = 1 << 62
-            if schedvec is None:
+            if self.loading is None and (n >= self.SMALL or self.pages >= 2 * self.SMALL):
+                self.loading = preload("ftracetools.engines.schedarrays")
+                self.stash = [[] for _ in self.readers]
+            if self.loading is None:
+                self._one_by_one(drained, upto)
+                return
+            for kept, pages in zip(self.stash, drained):
+                kept += pages
+            if upto is not None and not settle and not self.loading.ready():
+                return
+            drained, self.stash = self.stash, []
+            schedvec, self.loading = self.loading.module(), None
+            if schedvec is None:    # no numpy: one by one, always
+                self.SMALL = 1 << 62
                 self._one_by_one(drained, upto)
                 return
             self.np, self.switch, self.fork = schedvec.np, schedvec.SWITCH, schedvec.FORK
@@ -817,6 +831,8 @@ class Books(_Sched):
         if self.kernel is not None:
             cut = time.monotonic_ns()
             self.dropped = getattr(self, "dropped", 0) + self.kernel.read(self.hists)
+        elif self.vec and self.arrays.loading is not None:    # (the round waiting for it)
+            self.arrays.advance(time.monotonic_ns() - HOLD_NS, settle=True)
         # a task only ever seen leaving a CPU (its switch-ins from idle not
         # recorded), or only in the kernel's histogram, has no name from
         # the events: ask /proc

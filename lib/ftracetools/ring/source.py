@@ -6,7 +6,7 @@ from typing import Optional
 
 from ftracetools.kernel import signals
 
-__all__ = ["Source", "preload"]
+__all__ = ["Source", "Preload", "preload"]
 
 
 class Source:
@@ -46,16 +46,37 @@ class Source:
         return None
 
 
-def preload(module: str) -> None:
-    """Import ``module`` in a background thread while the tool waits for
-    its first round (numpy takes 70 to 140 ms to import here); the
-    round's own import then finds it loaded, or waits for it."""
-    import importlib
-    import threading
+class Preload:
+    """A module imported in a background thread: ``ready()`` once the
+    import has ended, ``module()`` waits for it and returns the module
+    (None where it cannot be imported: the caller goes without)."""
 
-    def load():
+    def __init__(self, module: str) -> None:
+        import threading
+        self.mod = None
+        self._t = threading.Thread(target=self._load, args=(module,), name="preload",
+                                   daemon=True)
+        self._t.start()
+
+    def _load(self, module: str) -> None:
+        import importlib
         try:
-            importlib.import_module(module)
-        except Exception:   # the round's own import reports it
+            self.mod = importlib.import_module(module)
+        except Exception:   # (ImportError: no numpy)
             pass
-    threading.Thread(target=load, name="preload", daemon=True).start()
+
+    def ready(self) -> bool:
+        return not self._t.is_alive()
+
+    def module(self):
+        self._t.join()
+        return self.mod
+
+
+def preload(module: str) -> Preload:
+    """Import ``module`` in the background: while the tool waits for its
+    first round (numpy takes 70 to 140 ms to import here, seconds in the
+    emulated guests), or while a busy round's pages wait, read but not
+    decoded (imported in the round, the import let the kernel's buffer
+    fill). The round's own import then finds it loaded, or waits for it."""
+    return Preload(module)
