@@ -66,6 +66,12 @@ TIERS: Dict[str, Dict] = {
             "needs kprobes",
         "tests/live/test_funclatency.py::test_slower_prints_exactly_the_slow_calls[graph]":
             "needs function_graph",
+        "tests/live/test_funclatency.py::test_b_sizes_the_records_buffer[fprobe-hist]":
+            "needs fprobes",
+        "tests/live/test_funclatency.py::test_b_sizes_the_records_buffer[kprobe-hist]":
+            "needs kprobes",
+        "tests/live/test_funclatency.py::test_b_sizes_the_records_buffer[graph]":
+            "needs function_graph",
         "tests/live/test_funclatency.py::test_errors_prints_the_calls_a_signal_cut_short[fprobe-hist]":
             "needs fprobes",
         "tests/live/test_funclatency.py::test_errors_prints_the_calls_a_signal_cut_short[kprobe-hist]":
@@ -192,10 +198,12 @@ TIERS: Dict[str, Dict] = {
             "needs kprobes",
     }},
     # Debian 12's 6.1: no fprobes (6.5+), no function profiler
-    "vm 6.1": {"min_run": 72, "skips": {
+    "vm 6.1": {"min_run": 74, "skips": {
         "tests/live/test_funclatency.py::test_every_call_counted_in_its_bucket[fprobe-hist]":
             "needs fprobes",
         "tests/live/test_funclatency.py::test_slower_prints_exactly_the_slow_calls[fprobe-hist]":
+            "needs fprobes",
+        "tests/live/test_funclatency.py::test_b_sizes_the_records_buffer[fprobe-hist]":
             "needs fprobes",
         "tests/live/test_funclatency.py::test_errors_prints_the_calls_a_signal_cut_short[fprobe-hist]":
             "needs fprobes",
@@ -212,7 +220,7 @@ TIERS: Dict[str, Dict] = {
             "needs hist_stacktrace",
     }},
     # Debian 12's 6.12: no function profiler (CONFIG_FUNCTION_PROFILER off)
-    "vm 6.12": {"min_run": 79, "skips": {
+    "vm 6.12": {"min_run": 82, "skips": {
         "tests/live/test_funccount.py::test_exact_count_unfiltered[profiler]":
             "needs function_profiler",
     }},

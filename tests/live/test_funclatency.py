@@ -166,6 +166,24 @@ def test_slower_prints_exactly_the_slow_calls(method):
         assert all(o["retval"] == 0 for o in objs), objs
 
 
+@pytest.mark.parametrize("method", [_param(m) for m in METHODS])
+def test_b_sizes_the_records_buffer(method, tracefs_root):
+    """-b KB sizes the buffer the slow calls' records go to, on every path
+    (the in-kernel paths kept 1024 KB whatever -b said)."""
+    t = tooling.start("funclatency", "-b", "1540", "--slower", "5000", "-d", "60", FUNC,
+                      env={"FTT_METHOD": method}, timeout=180)
+    try:
+        inst = os.path.join(tracefs_root, "instances", "funclatency-%d" % t.proc.pid)
+        where = inst if os.path.isdir(inst) else tracefs_root   # (graph on the top level)
+        with open(os.path.join(where, "buffer_size_kb")) as f:
+            kb = f.read().split()[0]
+    finally:
+        rc, _out, err = t.stop()
+    assert rc == 0, err
+    # (the kernel rounds to its pages of 4080 bytes of data: 1541)
+    assert abs(int(kb) - 1540) < 4, (where, kb)
+
+
 @pytest.mark.parametrize("method", [_param(m) for m in ("fprobe-hist", "kprobe-hist")])
 def test_errors_prints_the_calls_a_signal_cut_short(method):
     n = 3

@@ -110,7 +110,7 @@ class HistLatency(Source):
     tick = 0.25
 
     def __init__(self, s, method: str, names: List[str], targets, usecs: bool,
-                 slower_ns: Optional[int], errors: bool) -> None:
+                 slower_ns: Optional[int], errors: bool, kb: int) -> None:
         fprobe = method == "fprobe-hist"
         self.s, self.names, self.usecs = s, names, usecs
         self.slower = slower_ns is not None
@@ -148,7 +148,7 @@ class HistLatency(Source):
         self.lost_seen = 0
         self.rd = None
         if self.slower:
-            s.set_buffer_kb(SLOW_KB)
+            s.set_buffer_kb(kb)
             self.by_type = {}
             for f, lat in self.lats.items():
                 fmt = EventFormat.load(s.root, "synthetic", lat.name)
@@ -271,4 +271,4 @@ def open_source(s, method: str, names: List[str], targets, *, unit: str,
     # the threshold in nanoseconds: a difference of microseconds, each
     # rounded down, can be 1 us off either way
     return HistLatency(s, method, names, targets, unit != "ns" and slower_ns is None,
-                       slower_ns, errors)
+                       slower_ns, errors, kb)
