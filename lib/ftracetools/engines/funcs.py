@@ -29,7 +29,7 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 from ftracetools import switches
 from ftracetools.errors import ToolError, UsageError
 from ftracetools.host import cpus as cpulib
-from ftracetools.kernel import symbols, tracefs, triggers
+from ftracetools.kernel import buffers, symbols, tracefs, triggers
 from ftracetools.kernel.formats import EventFormat, stack_record
 from ftracetools.ring.reader import RawReader, read_stats
 from ftracetools.ring.source import Preload, Source, preload
@@ -296,7 +296,7 @@ class Traced(_Counter):
         self.map = symbols.AddrMap.load(s.root, names)
         fmt = EventFormat.load(s.root, "ftrace", "function")
         self.type, self.ip_off = fmt.id, fmt.field("ip").offset
-        s.set_buffer_kb(RECORDS_KB)
+        s.set_buffer_kb(buffers.per_cpu_kb(RECORDS_KB))
         only_functions(s, names, targets)
         s.set("current_tracer", "function")  # EBUSY once trace_pipe_raw is open
         self.rd = RawReader(s.dir, s.root)
@@ -436,7 +436,7 @@ class TracepointRecords(_Counter):
 
     def __init__(self, s, names: List[str], targets, stacks: bool = False) -> None:
         super().__init__()
-        s.set_buffer_kb(RECORDS_KB)
+        s.set_buffer_kb(buffers.per_cpu_kb(RECORDS_KB))
         targets.arm(s)
         if not targets.filtered and os.path.exists(s.path("set_event_notrace_pid")):
             s.set_pids("set_event_notrace_pid", [os.getpid()])
