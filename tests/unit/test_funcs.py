@@ -327,12 +327,14 @@ def test_pages_wait_for_the_arrays_import_and_are_all_counted(monkeypatch):
     from ftracetools.ring import arrays
     from ftracetools.ring.pages import PageLayout
     from ftracetools.ring.reader import RawReader
+    from ftracetools.ring.source import Preload
 
-    class SlowImport:
+    class SlowImport(Preload):      # (its import held back until done)
         done = False
 
         def __init__(self, name):
             assert name == "ftracetools.ring.arrays"
+            self.held = []
 
         def ready(self):
             return self.done
@@ -352,10 +354,10 @@ def test_pages_wait_for_the_arrays_import_and_are_all_counted(monkeypatch):
     assert counted and t.loading is None
     t.drain()                   # busy: the import starts, the pages wait
     t.drain()
-    assert t.ips == counted and t.walker is None and len(t.stash) == 26
+    assert t.ips == counted and t.walker is None and sum(map(len, t.loading.held)) == 26
     SlowImport.done = True
     t.drain()                   # imported: all of it, as arrays
-    assert t.walker is not None and t.loading is None and t.stash == []
+    assert t.walker is not None and t.loading is None
     want = {}
     for _cpu, _ts, typ, p in RawReader.events(rd, pages):
         if typ == 1:

@@ -312,7 +312,7 @@ class Traced(_Counter):
     # guests, while the burst that called for it fills the kernel's buffer.
     # (The tests set SMALL to 0, and to a huge number, for each way.)
     SMALL = int(switches.get("SMALL_ROUND", "256"))
-    loading: Optional[Preload] = None     # (its pages meanwhile: stash)
+    loading: Optional[Preload] = None
 
     def wait(self, timeout: float) -> object:
         return self.rd.wait(timeout)
@@ -323,13 +323,13 @@ class Traced(_Counter):
         pages = self.rd.drain_pages()
         if self.walker is None and self.loading is None and len(pages) >= self.SMALL \
                 and pages:
-            self.loading, self.stash = preload("ftracetools.ring.arrays"), []
+            self.loading = preload("ftracetools.ring.arrays")
         if self.walker is None and self.loading is not None:
-            self.stash += pages
-            if not (settle or self.loading.ready()):
+            done = self.loading.hold(pages, settle)
+            if done is None:
                 return
-            pages, self.stash = self.stash, []
-            arrays, self.loading = self.loading.module(), None
+            self.loading = None
+            arrays, pages = done[0], [p for r in done[1] for p in r]
             if arrays is None:      # no numpy: record by record, always
                 self.SMALL = 1 << 62
             else:

@@ -476,8 +476,7 @@ class ArrayPath:
         self.pages = 0      # ... and how many pages came that way
         self.mark = 0
         self.on_forks = None    # (parents, children) of each round's forks
-        self.loading: Optional[Preload] = None     # (and its pages meanwhile: stash)
-        self.stash: List[list] = []
+        self.loading: Optional[Preload] = None
 
     def advance(self, upto, settle: bool = False) -> None:
         """Count the events up to ``upto`` (None: all there are).
@@ -493,16 +492,15 @@ class ArrayPath:
             self.pages += n
             if self.loading is None and (n >= self.SMALL or self.pages >= 2 * self.SMALL):
                 self.loading = preload("ftracetools.engines.schedarrays")
-                self.stash = [[] for _ in self.readers]
             if self.loading is None:
                 self._one_by_one(drained, upto)
                 return
-            for kept, pages in zip(self.stash, drained):
-                kept += pages
-            if upto is not None and not settle and not self.loading.ready():
+            done = self.loading.hold(drained, upto is None or settle)
+            if done is None:
                 return
-            drained, self.stash = self.stash, []
-            schedvec, self.loading = self.loading.module(), None
+            self.loading = None
+            schedvec = done[0]
+            drained = [[p for pages in each for p in pages] for each in zip(*done[1])]  # per reader
             if schedvec is None:    # no numpy: one by one, always
                 self.SMALL = 1 << 62
                 self._one_by_one(drained, upto)

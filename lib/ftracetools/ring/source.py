@@ -49,11 +49,16 @@ class Source:
 class Preload:
     """A module imported in a background thread: ``ready()`` once the
     import has ended, ``module()`` waits for it and returns the module
-    (None where it cannot be imported: the caller goes without)."""
+    (None where it cannot be imported: the caller goes without).
+
+    ``hold(round, wait)``: keep a round's pages (read, not decoded) while
+    the import runs; once it has ended (``wait``: wait for it), returns
+    (the module or None, every round kept, in order), else None."""
 
     def __init__(self, module: str) -> None:
         import threading
         self.mod = None
+        self.held: list = []
         self._t = threading.Thread(target=self._load, args=(module,), name="preload",
                                    daemon=True)
         self._t.start()
@@ -71,6 +76,13 @@ class Preload:
     def module(self):
         self._t.join()
         return self.mod
+
+    def hold(self, round_, wait: bool = False):
+        self.held.append(round_)
+        if not (wait or self.ready()):
+            return None
+        held, self.held = self.held, []
+        return self.module(), held
 
 
 def preload(module: str) -> Preload:
