@@ -201,3 +201,51 @@ def test_stdout_lines_stay_whole_under_signals(unbuffered):
     got, sent = _lines_under_signals(100, unbuffered)
     assert sent >= 20, "too few signals to test anything: %d" % sent
     assert got == list(range(100))
+
+
+# Under PYTHONUNBUFFERED a tool's lines would go out a write each: 42,000
+# writes for funcgraph's 5,000 calls in the emulated guests, most of its
+# CPU. They are held until the tool flushes (after each round of records
+# and each report), then go out in a few writes.
+BATCHER = r"""
+import os, sys
+from ftracetools.report import outfile
+outfile.whole_stdout()
+writes = [0]
+real = outfile.os.write
+def counted(fd, data):
+    writes[0] += 1
+    return real(fd, data)
+outfile.os.write = counted
+for i in range(2000):
+    sys.stdout.write("  1)   0.250 us    |    line %d();\n" % i)
+sys.stderr.write("held %d\n" % writes[0])
+sys.stderr.flush()
+sys.stdin.read(1)
+sys.stdout.flush()
+sys.stderr.write("writes %d\n" % writes[0])
+sys.stderr.flush()
+os._exit(0)
+"""
+
+
+def test_unbuffered_stdout_is_written_in_batches_at_each_flush():
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.path.join(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "lib"))
+    p = subprocess.Popen([sys.executable, "-c", BATCHER], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(p.stdout.read()))
+    reader.start()      # a write a line would fill the pipe before the flush
+    held = int(p.stderr.readline().split()[1])
+    p.stdin.write(b"x")
+    p.stdin.flush()
+    writes = int(p.stderr.readline().split()[1])
+    assert p.wait(30) == 0
+    reader.join(30)
+    out = got[0]
+    lines = out.decode().splitlines()
+    assert lines == ["  1)   0.250 us    |    line %d();" % i for i in range(2000)]
+    # ~76 kB in buffer-sized writes, not 2,000 (one a line)
+    assert writes <= 20, writes
+    assert held < writes, (held, writes)

@@ -113,10 +113,14 @@ def trace(session, source, targets, *, tool: str, what: str,
         source.drain()
         targets.follow()        # a cgroup's tasks that joined or left it, from now on
         sys.stdout.flush()      # what a streaming source printed
+
+    def interval_report() -> None:
+        report(False)
+        sys.stdout.flush()      # now, not at the next round
     try:
         why = trace_loop(drain, wait=source.wait, duration=duration,
                          interval=interval, count=count,
-                         on_interval=(lambda: report(False)) if report and interval else None,
+                         on_interval=interval_report if report and interval else None,
                          alive=targets.alive if targets.filtered else None,
                          tick=source.tick)
     except BaseException:
