@@ -7,6 +7,7 @@ import pytest
 from ftracetools.engines import sched as st
 from ftracetools.errors import UsageError
 from ftracetools.report.histogram import Histogram
+from test_offcpu import WAKEUP_NEW, FakeTargets, fake, switch, wakeup  # noqa: F401 (fake: a fixture)
 
 # sched_switch print fmt of 6.18 (4.14+ encoding: preempted = 0x100) ...
 FMT_NEW = ('"prev_comm=%s prev_pid=%d prev_prio=%d prev_state=%s%s ==> next_comm=%s '
@@ -100,8 +101,9 @@ def test_tracker_ignores_wakeup_of_running_task_and_keeps_targets():
 def test_tracker_counts_a_run_whose_switch_in_was_not_recorded():
     """The 6.18 development host now and then records no sched_switch for
     idle -> task although schedstat counts the run: the task's next
-    switch-out on that CPU shows it. The run counts; it began at the later
-    of the wakeup and the CPU's last switch; its wait is not measured."""
+    switch-out on that CPU shows it. The run counts; it began at the latest
+    of the wakeup (else its last switch-out) and the CPU's last switch; its
+    wait is not measured."""
     got = []
     tr = tracker(on_slice=lambda p, c, a, b, s: got.append((p, a, b)))
     tr.switch(0, 1, 0, 0, 100)
@@ -119,6 +121,39 @@ def test_tracker_counts_a_run_whose_switch_in_was_not_recorded():
     # the first switch seen on a CPU proves nothing
     tr.switch(10 * MS, 0, 200, S, 0)
     assert tr.unrecorded == 2
+
+
+def test_an_unrecorded_run_starts_after_the_task_last_slept():
+    """Its wakeup not seen either, a run whose switch-in went unrecorded
+    began after the task's own last switch-out, not at its CPU's last
+    switch while it still ran on another CPU (a live run of the perfetto
+    test: a 3.36 ms slice on CPU 1 over the task's own runs on CPU 0)."""
+    got = []
+    tr = tracker(on_slice=lambda p, c, a, b, s: got.append((p, c, a, b)))
+    tr.switch(1 * MS, 1, 300, S, 0)         # CPU 1 idles from 1 ms
+    tr.switch(2 * MS, 0, 0, 0, 100)
+    tr.switch(5 * MS, 0, 100, S, 0)         # 100 sleeps on CPU 0 at 5 ms
+    # (no record of its wakeup, nor of idle -> 100 on CPU 1)
+    tr.switch(6 * MS, 1, 100, S, 0)
+    t = tr.tasks[100]
+    assert got[-1] == (100, 1, 5 * MS, 6 * MS)
+    assert (t.runs, t.unrec, t.run, t.waits) == (2, 1, 3 * MS + 1 * MS, 0)
+    assert t.off == {"S": 0}
+
+
+def test_timeline_draws_the_wait_of_a_new_task(fake):
+    """A new task's first wakeup (sched_wakeup_new) comes with no
+    sched_waking: its arrow starts at that wakeup, or the timeline would
+    not show its first wait (a live run: a child forked during the trace
+    waited 8.5 ms before its first run, missing from the timeline)."""
+    slices, flows = [], []
+    src = st.Timeline(fake[0], FakeTargets(), None, 1024, lambda *a: slices.append(a),
+                      lambda *a: flows.append(a))
+    src._handle([switch(1 * MS, 0, 0, 0, 100), wakeup(2 * MS, 200, WAKEUP_NEW),
+                 switch(3 * MS, 0, 100, S, 200), switch(4 * MS, 0, 200, S, 0)])
+    assert flows == [(0, 2 * MS, 0, 3 * MS)]
+    assert [sl[1:5] for sl in slices] == [(100, "worker", 1 * MS, 3 * MS),
+                                          (200, "piper", 3 * MS, 4 * MS)]
 
 
 def test_tracker_forgets_tasks_that_exited():

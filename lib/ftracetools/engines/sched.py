@@ -213,11 +213,15 @@ class Tracker:
                 # A task leaves a CPU the trace never showed it entering:
                 # the kernel counted a run (schedstat) but recorded no
                 # sched_switch for it. It began after this CPU's last
-                # switch and after the task woke; its wait is unknown.
+                # switch, after the task woke and, its wakeup unseen,
+                # after it last went to sleep (not while it still ran
+                # elsewhere); its wait is unknown.
                 self.unrecorded += 1
                 t = tasks.get(prev) or self.task(prev)
                 t.unrec += 1
-                self._arrive(t, cpu, max(self.last[cpu], self.ready.pop(prev, 0)))
+                o = self.off.get(prev)
+                self._arrive(t, cpu, max(self.last[cpu], self.ready.pop(prev, 0),
+                                         o[0] if o is not None else 0))
         self.last[cpu] = ts
         if prev and (keep is None or prev in keep):
             t = tasks.get(prev) or self.task(prev)
@@ -1020,7 +1024,8 @@ class Events(_Sched):
 class Timeline(_Sched):
     """Each run of a task as ``on_slice(cpu, pid, comm, start, end, state
     letters or "running")`` and each wakeup as ``on_flow(waker_cpu,
-    waker_ts, cpu, ts)`` (waking to switch-in)."""
+    waker_ts, cpu, ts)`` (sched_waking, or a new task's sched_wakeup_new,
+    to switch-in)."""
 
     def __init__(self, s, targets, cpus, kb: int, on_slice: Callable,
                  on_flow: Callable) -> None:
@@ -1054,6 +1059,16 @@ class Timeline(_Sched):
             def on_wk(ts, cpu, p):
                 wakers[kdec(p)[0]] = (ts, cpu)
             self.enable(s, "sched_waking", self.cpu_filter("target_cpu"), on_wk)
+        if "sched_wakeup_new" in self.fmt:
+            # a new task's first wakeup has no sched_waking: its arrow (and
+            # the wait it shows) starts at the fork's wakeup, on the forking CPU
+            nf = self.fmt["sched_wakeup_new"]
+            ndec, wake_new = nf.decoder(["pid"]), self.h[nf.id]
+
+            def on_new(ts, cpu, p):
+                wake_new(ts, cpu, p)
+                wakers[ndec(p)[0]] = (ts, cpu)
+            self.h[nf.id] = on_new
         self.follow_forks(s)
         self.read(s)
 

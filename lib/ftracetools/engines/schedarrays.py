@@ -251,10 +251,6 @@ class Rounds:
         RTS = np.where(init, i_rts[g], TS)
         waitm = isin & (r_set > r_end)
         dt_w = np.where(waitm, TS - RTS[r_set], 0)
-        if na:  # an arrival: not before its task woke; then its switch-out's run
-            TS = np.where(isarr & (r_set > r_end), np.maximum(TS, RTS[r_set]), TS)
-            after = np.roll(isarr, 1) & isout
-            run_dt = np.where(after, TS - np.roll(TS, 1), run_dt)
         isin_ = isin | isarr
         # Off CPU: since a switch-out asleep, until a wakeup or switch-in.
         o_set, o_end = self._marks(offset, isin_ | iswk, init, i_has[2][g])
@@ -262,6 +258,12 @@ class Rounds:
         o_set, o_end = np.roll(o_set, 1), np.roll(o_end, 1)
         OTS = np.where(init, i_ots[g], TS)
         OST = np.where(init, i_ost[g], S)
+        if na:  # an arrival: not before its task woke, nor (its wakeup unseen)
+            # before it went to sleep; then its switch-out's run
+            TS = np.where(isarr & (r_set > r_end), np.maximum(TS, RTS[r_set]), TS)
+            TS = np.where(isarr & (o_set > o_end), np.maximum(TS, OTS[o_set]), TS)
+            after = np.roll(isarr, 1) & isout
+            run_dt = np.where(after, TS - np.roll(TS, 1), run_dt)
         offm = (isin_ | iswk) & (o_set > o_end)
         dt_o = np.where(offm, TS - OTS[o_set], 0)
 
