@@ -52,7 +52,7 @@ def test_perfetto_timeline(tmp_path) -> None:
     # Wakeup arrows: start/finish pairs; each finish is the start of a run.
     starts = {e["id"]: e for e in evs if e["ph"] == "s"}
     ends = {e["id"]: e for e in evs if e["ph"] == "f"}
-    woken = {(f["tid"], round(f["ts"], 3)): starts[i]["ts"] for i, f in ends.items()
+    woken = {(f["tid"], round(f["ts"], 3)): starts[i] for i, f in ends.items()
              if i in starts}
     # One slice per run the kernel counted. A slice runs from switch-in to
     # switch-out; the kernel's run time starts at the wakeup when the
@@ -62,21 +62,31 @@ def test_perfetto_timeline(tmp_path) -> None:
     # from the waking, or the gap after a slice that ended runnable),
     # against the kernel's run time and run_delay: never under it by more
     # than 2 %, never over it by more than 2 % and PER_RUN_NS a run.
+    # A wakeup from another CPU is queued there by an interrupt, 10-40 us
+    # after the waking on this VM, and the kernel's wait starts only then:
+    # the wait it counts lies within the arrow, so such arrows bound the
+    # total from above only (seen: 895 of them, 19.6 ms, in a run whose
+    # kernel wait was 5.2 ms in all).
     for pid, k in delta.items():
         runs = sorted(per_task[pid], key=lambda e: e["ts"])
         assert len(runs) == k["runs"], (pid, len(runs), k)
         assert all(e["name"].endswith(":%d" % pid) for e in runs)
         assert {e["args"]["end_state"] for e in runs} <= {"S", "R", "R+", "D"}
         total_us = sum(e["dur"] for e in runs)
+        remote_us = 0.0
         for prev, e in zip([None] + runs[:-1], runs):
+            w = woken.get((e["tid"], round(e["ts"], 3)))
             if prev is not None and prev["args"]["end_state"].startswith("R"):
                 total_us += e["ts"] - (prev["ts"] + prev["dur"])
-            elif (e["tid"], round(e["ts"], 3)) in woken:
-                total_us += e["ts"] - woken[(e["tid"], round(e["ts"], 3))]
+            elif w is not None and w["tid"] != e["tid"]:
+                remote_us += e["ts"] - w["ts"]
+            elif w is not None:
+                total_us += e["ts"] - w["ts"]
         kernel = k["run_ns"] + k["wait_ns"]
         over = total_us * 1000 - kernel
-        assert -0.02 * kernel <= over <= 0.02 * kernel + PER_RUN_NS * k["runs"], \
-            (pid, total_us, k)
+        assert over <= 0.02 * kernel + PER_RUN_NS * k["runs"], (pid, total_us, remote_us, k)
+        assert (total_us + remote_us) * 1000 - kernel >= -0.02 * kernel, \
+            (pid, total_us, remote_us, k)
     assert starts and set(starts) == set(ends)
     run_starts = {(e["tid"], round(e["ts"], 3)) for r in per_task.values() for e in r}
     ours = [f for f in ends.values() if (f["tid"], round(f["ts"], 3)) in run_starts]
