@@ -34,6 +34,28 @@ def test_parse_page_all_event_kinds():
     assert all(e[1] == 1 and e[2] == 372 for e in out)
 
 
+def test_parse_page_decodes_the_types_asked_for_the_rest_as_views():
+    """``decode``: the payload unpacked at its offset in the page, for the
+    types named (small records and type_len 0 ones alike); other types
+    keep their views; times as without it."""
+    lay = pages.PageLayout("/nonexistent")
+    small = struct.pack("<HBBiQi", 7, 0, 0, 42, 0xffff0001, 3)   # 20 bytes
+    ev = struct.pack("<I", (10 << 5) | 5) + small
+    ev += struct.pack("<II", (3 << 5) | 30, 1)                   # time extend
+    ev += struct.pack("<II", 5 << 5, 4 + 64) + switch_payload(prev_pid=2)  # type 372
+    ev += struct.pack("<II", 6 << 5, 4 + 20) + small             # type_len 0, type 7
+    ev += struct.pack("<I", (2 << 5) | 5) + small[:-4] + struct.pack("<i", 4)
+    plain, dec = [], []
+    pages.parse_page(_page(ev), 1, lay, plain)
+    unpack = struct.Struct("<4xiQi").unpack_from
+    assert pages.parse_page(_page(ev), 1, lay, dec, {7: unpack}) == 0
+    assert [e[:3] for e in dec] == [e[:3] for e in plain]
+    assert [e[2] for e in dec] == [7, 372, 7, 7]
+    assert [dec[i][3] for i in (0, 2, 3)] == [(42, 0xffff0001, 3), (42, 0xffff0001, 3),
+                                              (42, 0xffff0001, 4)]
+    assert bytes(dec[1][3]) == bytes(plain[1][3]) == switch_payload(prev_pid=2)
+
+
 def test_parse_page_lost_events():
     lay = pages.PageLayout("/nonexistent")
     out = []

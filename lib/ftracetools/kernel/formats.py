@@ -83,6 +83,8 @@ class EventFormat:
 
         Numbers come out as ints; char arrays and __data_loc strings as str
         (undecodable bytes escaped by ``output.escape`` when printed).
+        Where every field named is a number it also takes the payload's
+        offset in a larger buffer: ``f(page, offset)``.
         """
         flds = [self.field(n) for n in names]
         nums = sorted((f for f in flds if not _is_str(f)), key=lambda f: f.offset)
@@ -118,8 +120,8 @@ class EventFormat:
                 return st.unpack_from
             unpack = st.unpack_from
 
-            def only_nums(buf, _u=unpack, _o=order):
-                v = _u(buf)
+            def only_nums(buf, off=0, _u=unpack, _o=order):
+                v = _u(buf, off)
                 return tuple(v[i] for i in _o)
             return only_nums
 

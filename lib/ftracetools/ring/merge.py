@@ -3,17 +3,20 @@
 ``f = Feed(reader, backlog_pages)``; each round ``f.pull()`` then
 ``f.take(time.monotonic_ns() - HOLD, max_pages)``; at the end ``while
 f.pull(): pass`` and ``f.take()`` for the rest. Events are
-``(ts, cpu, type, payload)`` tuples as ``reader.parse_page`` makes them.
+``(ts, cpu, type, payload)`` tuples as ``reader.parse_page`` makes them
+(``decode``: the payload decoded, for the types it names).
 """
 
 import struct
 from collections import deque
+from operator import itemgetter
 
 from ftracetools.ring.pages import parse_page
 
 __all__ = ["Feed"]
 
 _u64 = struct.Struct("<Q").unpack_from
+_time = itemgetter(0)
 
 
 class Feed:
@@ -24,8 +27,8 @@ class Feed:
     but not yet parsed starts before it, and it is older than what the
     caller holds back for pages the kernel has not yet let us read."""
 
-    def __init__(self, reader, backlog_pages: int) -> None:
-        self.r, self.room = reader, backlog_pages
+    def __init__(self, reader, backlog_pages: int, decode=None) -> None:
+        self.r, self.room, self.decode = reader, backlog_pages, decode
         self.pages = {c: deque() for c in reader.cpus}
         self.pending = []
         self.mark = 0       # every event up to here was handed on
@@ -52,7 +55,8 @@ class Feed:
             if not heads:
                 break
             cpu = min(heads)[1]
-            self.r.note_lost(parse_page(self.pages[cpu].popleft(), cpu, self.r.layout, out))
+            self.r.note_lost(parse_page(self.pages[cpu].popleft(), cpu, self.r.layout, out,
+                                        self.decode))
             n += 1
         for q in self.pages.values():
             if q:
@@ -64,7 +68,7 @@ class Feed:
         p = self.pending
         if events:
             p.extend(events)
-            p.sort(key=lambda e: e[0])
+            p.sort(key=_time)
         if upto is None:
             self.pending = []
             if p:

@@ -11,7 +11,7 @@ a page of same-size records as u32 words, for counting in bulk.
 
 import os
 import struct
-from typing import List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 __all__ = ["LEN_MASK", "MISSED", "MISSED_STORED", "Event", "PageLayout", "page_header", "parse_page", "page_offsets", "records"]
 
@@ -20,6 +20,7 @@ _U32 = struct.Struct("<I").unpack_from
 _U64 = struct.Struct("<Q").unpack_from
 _S64 = struct.Struct("<q").unpack_from
 _U16 = struct.Struct("<H").unpack_from
+_HEAD = struct.Struct("<IH").unpack_from    # a small record's header and type
 
 LEN_MASK = (1 << 27) - 1
 MISSED = 1 << 31
@@ -70,30 +71,46 @@ def page_header(page: bytes, layout: PageLayout) -> Tuple[int, int, int, int]:
     return _U64(page, 0)[0], layout.data_off, layout.data_off + size, lost
 
 
-def _walk(page: bytes, layout: PageLayout, out: list, cpu: int, views: bool) -> int:
+def _walk(page: bytes, layout: PageLayout, out: list, cpu: int, views: bool,
+          decode: Optional[Dict[int, Callable]] = None, _u32=_U32, _u16=_U16,
+          _head=_HEAD) -> int:
     ts, pos, end, lost = page_header(page, layout)
     mv = memoryview(page) if views else None
     append = out.append
     while pos < end:
-        w = _U32(page, pos)[0]
+        if decode is not None:  # the record's header word and type in one
+            w, typ = _head(page, pos) if pos + 6 <= end else (_u32(page, pos)[0], 0)
+        else:
+            w = _u32(page, pos)[0]
         tl = w & 31
-        if tl <= 28:
+        if 0 < tl <= 28:    # the common case first: a small record
             ts += w >> 5
-            if tl:
-                start, nxt = pos + 4, pos + 4 + tl * 4
+            nxt = pos + 4 + tl * 4
+            if decode is not None:
+                f = decode.get(typ)
+                append((ts, cpu, typ, mv[pos + 4:nxt] if f is None else f(page, pos + 4)))
+            elif views:
+                append((ts, cpu, _u16(page, pos + 4)[0], mv[pos + 4:nxt]))
             else:
-                start, nxt = pos + 8, pos + 4 + _U32(page, pos + 4)[0]
-            if views:
-                append((ts, cpu, _U16(page, start)[0], mv[start:nxt]))
+                append((ts, pos + 4, page))
+            pos = nxt
+        elif tl == 0:
+            ts += w >> 5
+            start, nxt = pos + 8, pos + 4 + _u32(page, pos + 4)[0]
+            f = None if decode is None else decode.get(_u16(page, start)[0])
+            if f is not None:
+                append((ts, cpu, _u16(page, start)[0], f(page, start)))
+            elif views:
+                append((ts, cpu, _u16(page, start)[0], mv[start:nxt]))
             else:
                 append((ts, start, page))
             pos = nxt
         elif tl == 29:  # padding: no time of its own
             if (w >> 5) == 0:
                 break
-            pos += 4 + _U32(page, pos + 4)[0]
+            pos += 4 + _u32(page, pos + 4)[0]
         elif tl == 30:  # time extend
-            ts += (_U32(page, pos + 4)[0] << 27) + (w >> 5)
+            ts += (_u32(page, pos + 4)[0] << 27) + (w >> 5)
             pos += 8
         else:  # absolute timestamp; the top bits come from the page's
             abs_ts = (_U32(page, pos + 4)[0] << 27) | (w >> 5)
@@ -102,13 +119,16 @@ def _walk(page: bytes, layout: PageLayout, out: list, cpu: int, views: bool) -> 
     return lost
 
 
-def parse_page(page: bytes, cpu: int, layout: PageLayout,
-               out: List[Event]) -> int:
+def parse_page(page: bytes, cpu: int, layout: PageLayout, out: List[Event],
+               decode: Optional[Dict[int, Callable]] = None) -> int:
     """Append the page's events to ``out``; return events lost before it.
 
     Returns -1 when the kernel flagged a loss but did not store its count.
+    ``decode``: event type -> ``unpack_from(page, offset)`` of its payload;
+    events of those types carry the tuple it returns instead of the view
+    (one step, where the view and a later unpack were two).
     """
-    return _walk(page, layout, out, cpu, True)
+    return _walk(page, layout, out, cpu, True, decode)
 
 
 def page_offsets(page: bytes, layout: PageLayout,
