@@ -35,7 +35,8 @@ def test_proc_cell_centred():
 def _graph(**kw):
     lines = []
     roots = []
-    g = fg.Graph(lines.append, lambda pid: "comm%d" % pid, on_root=roots.append, **kw)
+    g = fg.Graph(lambda s: lines.extend(s.splitlines(keepends=True)),
+                 lambda pid: "comm%d" % pid, on_root=roots.append, **kw)
     return g, lines, roots
 
 
@@ -45,6 +46,7 @@ def _feed(g, records):
             g.entry(*r[1:])
         else:
             g.exit(*r[1:])
+    g.flush_lines()
 
 
 # futex_wake() { get_futex_key(); hash(); }  on CPU 0 by pid 10
@@ -95,6 +97,8 @@ def test_headers():
 def test_exit_without_entry_names_the_function():
     g, lines, _ = _graph()
     g.exit(5000, 1, 3, "slow_fn", 0, 150000)
+    assert lines == []      # until the round's end
+    g.flush_lines()
     assert lines == [" 1) ! 150.000 us  |  } /* slow_fn */\n"]
 
 
@@ -102,6 +106,7 @@ def test_context_switch_banner():
     g, lines, _ = _graph()
     g.exit(1, 0, 3, "a", 0, 5)
     g.exit(2, 0, 4, "a", 0, 5)
+    g.flush_lines()
     text = "".join(lines)
     assert " 0)    comm3-3     =>    comm4-4    \n" in text
     assert text.count("------------------------------------------") == 2
@@ -239,3 +244,38 @@ def test_user_space_maxdepth_and_threshold():
         " 0)   0.400 us    |    } /* get_futex_key */",
         " 0)   1.000 us    |  } /* futex_wake */"]
     assert [k.func for k in roots[0].kids] == ["get_futex_key"]
+
+
+def test_source_drops_records_outside_the_wanted_calls_as_the_graph_would():
+    """GraphSource._handle drops a task's records outside the wanted calls
+    before the graph sees them (the instance path's bulk): what it shows
+    is what the graph shows fed every record, lost exits included."""
+    names = {0x10: "do_syscall_64", 0x20: "f", 0x30: "g", 0x40: "other", 0x50: "irq"}
+    # (kind, ts, cpu, pid, ip, depth[, calltime, rettime])
+    recs = [("e", 1, 0, 1, 0x10, 0), ("e", 2, 0, 1, 0x20, 1), ("e", 3, 0, 1, 0x30, 2),
+            ("x", 4, 0, 1, 0x30, 2, 3, 4), ("x", 5, 0, 1, 0x20, 1, 2, 5),
+            ("e", 6, 0, 1, 0x40, 1), ("x", 7, 0, 1, 0x40, 1, 6, 7),
+            ("e", 8, 1, 2, 0x20, 3), ("e", 9, 1, 2, 0x30, 4),   # f's exit lost:
+            ("e", 10, 1, 2, 0x50, 2), ("x", 11, 1, 2, 0x50, 2, 10, 11),  # not f's
+            ("e", 12, 1, 2, 0x20, 1), ("x", 13, 1, 2, 0x20, 1, 12, 13),
+            ("x", 14, 0, 1, 0x10, 0, 1, 14)]
+    ref, ref_lines, ref_roots = _graph(wanted={"f"})
+    for r in recs:
+        if r[0] == "e":
+            ref.entry(r[1], r[2], r[3], names[r[4]], r[5])
+        else:
+            ref.exit(r[1], r[2], r[3], names[r[4]], r[5], r[7] - r[6], r[6])
+    g, lines, roots = _graph(wanted={"f"})
+    src = object.__new__(fg.GraphSource)
+    src.g, src.ent_id, src.ext_id, src.timed = g, 1, 2, True
+    src.dec_ent = lambda p: p
+    src.dec_ext = lambda p: p
+    src._names = {}
+    src.amap = type("M", (), {"name": staticmethod(names.get)})()
+    src._handle([(r[1], r[2], 1 if r[0] == "e" else 2, (r[3], r[4], r[5]) + tuple(r[6:]))
+                 for r in recs])
+    ref.finish()
+    g.finish()
+    assert lines == ref_lines and len(lines) >= 4
+    assert [(r.func, r.pid, [k.func for k in r.kids]) for r in roots] == \
+        [(r.func, r.pid, [k.func for k in r.kids]) for r in ref_roots]

@@ -36,8 +36,15 @@ _MARKS = ((10 ** 9, "$"), (10 ** 8, "@"), (10 ** 7, "*"), (10 ** 6, "#"),
           (10 ** 5, "!"), (10 ** 4, "+"))
 
 
+_PAD = tuple(" " * max(0, 8 - n) for n in range(16))
+
+
 def fmt_duration(ns: int) -> str:
     """Mark and duration cells, as trace_print_graph_duration lays them out."""
+    if 0 <= ns < 10 ** 7:   # the common case, faster: three decimals
+        s = "%d.%03d" % (ns // 1000, ns % 1000)
+        mark = " " if ns <= 10000 else "+" if ns <= 10 ** 5 else "!" if ns <= 10 ** 6 else "#"
+        return "%s %s us %s|  " % (mark, s, _PAD[len(s)])
     mark = " " if ns <= 10000 else next((m for v, m in _MARKS if ns > v), " ")
     us, rem = divmod(ns, 1000)
     s = str(us)
@@ -103,6 +110,9 @@ class Graph:
         self.entered: Dict[int, Dict[int, str]] = {}  # cpu -> depth -> func
         self.base: Dict[int, int] = {}         # pid -> depth of the wanted call
         self.kids: Dict[int, Dict[int, List[Call]]] = {}  # pid -> depth -> calls
+        self._cpu_cell: Dict[int, str] = {}
+        self._lines: List[str] = []     # until flush_lines: one write a round
+        self._put = self._lines.append
 
     # -- filtering (instance path) -----------------------------------------
 
@@ -131,7 +141,9 @@ class Graph:
         if d < 0 or self.thresh:
             return
         if self.text:
-            self._flush(cpu)
+            p = self.pending.pop(cpu, None)
+            if p is not None:
+                self._nested(cpu, p)
             self.pending[cpu] = (ts, pid, func, d)
 
     def exit(self, ts: int, cpu: int, pid: int, func: str, depth: int,
@@ -141,14 +153,15 @@ class Graph:
             return
         if self.text:
             p = self.pending.pop(cpu, None)
-            if p is not None and p[1:] == (pid, func, d):
-                self._line(p[0], cpu, pid, self._dur(dur) + "  " * d + func + "();")
+            cell = fmt_duration(dur) if self.o_dur else ""
+            if p is not None and p[1] == pid and p[3] == d and p[2] == func:
+                self._line(p[0], cpu, pid, cell + "  " * d + func + "();")
             else:
                 if p is not None:
                     self._nested(cpu, p)
                 match = self.entered.get(cpu, {}).pop(d, None) == func
                 tail = "}" if match and not self.o_tail else "} /* %s */" % func
-                self._line(ts, cpu, pid, self._dur(dur) + "  " * d + tail)
+                self._line(ts, cpu, pid, cell + "  " * d + tail)
         if self.on_root is not None:    # trees only for the outputs made of them
             self._complete(Call(func, d, ts - dur, dur, cpu, pid, calltime))
 
@@ -173,21 +186,28 @@ class Graph:
             self._flush(cpu)
 
     def _line(self, ts: int, cpu: int, pid: int, rest: str) -> None:
-        pre = ""
-        if self.o_abs:
-            pre += "%5d.%06d |  " % (ts // 10 ** 9, ts % 10 ** 9 // 1000)
-        if self.o_cpu:
-            pre += " %*d) " % (self.cw, cpu)
         last = self.last_pid.get(cpu)
-        self.last_pid[cpu] = pid
-        if last is not None and last != pid:
-            self.write(" ------------------------------------------\n"
-                       " %*d) %s => %s\n ------------------------------------------\n\n"
-                       % (self.cw, cpu, fmt_proc(self.comm(last), last),
-                          fmt_proc(self.comm(pid), pid)))
+        if last != pid:
+            self.last_pid[cpu] = pid
+            if last is not None:
+                self._put(" ------------------------------------------\n"
+                           " %*d) %s => %s\n ------------------------------------------\n\n"
+                           % (self.cw, cpu, fmt_proc(self.comm(last), last),
+                              fmt_proc(self.comm(pid), pid)))
+        pre = self._cpu_cell.get(cpu)
+        if pre is None:
+            pre = self._cpu_cell[cpu] = " %*d) " % (self.cw, cpu) if self.o_cpu else ""
+        if self.o_abs:
+            pre = "%5d.%06d |  " % (ts // 10 ** 9, ts % 10 ** 9 // 1000) + pre
         if self.o_proc:
             pre += fmt_proc(self.comm(pid), pid) + " | "
-        self.write(pre + rest + "\n")
+        self._put(pre + rest + "\n")
+
+    def flush_lines(self) -> None:
+        """Hand the lines made so far to ``write``, in one string."""
+        if self._lines:
+            self.write("".join(self._lines))
+            self._lines.clear()
 
     def headers(self) -> str:
         a, b = "#", "#"
@@ -242,6 +262,7 @@ class Graph:
     def finish(self) -> None:
         """Calls whose parent never returned (still running, or lost)."""
         self.flush_all()
+        self.flush_lines()
         for pid in sorted(self.kids):
             for d in sorted(self.kids[pid], reverse=True):
                 for c in self.kids[pid][d]:
@@ -373,7 +394,9 @@ class GraphSource(Source):
         # before tracing starts: reading kallsyms takes seconds in the
         # emulated guests, which the first records would wait for.
         self.amap = symbols.AddrMap.load(s.root, every)
-        self.feed = Feed(r, BACKLOG_PAGES)
+        self._names: Dict[int, str] = {}
+        # decoded as the pages are walked (numbers only: pid, ip, depth, times)
+        self.feed = Feed(r, BACKLOG_PAGES, decode={ent.id: self.dec_ent, ext.id: self.dec_ext})
         self._unread = 0
         self.comms = procs.Comms(lambda: tracefs.saved_cmdlines(s.root))
 
@@ -388,21 +411,35 @@ class GraphSource(Source):
         return lost_from_stats(read_stats(os.path.join(self.s.dir, "per_cpu", "cpu%d" % cpu)))
 
     def _name(self, ip: int) -> str:
-        return self.amap.name(ip) or "0x%x" % ip
+        n = self._names.get(ip)
+        if n is None:
+            n = self._names[ip] = self.amap.name(ip) or "0x%x" % ip
+        return n
 
     def _handle(self, evs) -> None:
         starts: Dict[tuple, int] = {}
         g, ent_id, ext_id = self.g, self.ent_id, self.ext_id
-        for ts, cpu, typ, p in evs:
+        timed, name, known = self.timed, self._name, self._names.get
+        # A task outside the wanted calls (most records on the instance
+        # path, which records every function of the traced threads):
+        # its exits are dropped and its entries looked at for the name
+        # alone, before any of the graph's work (Graph._rebase drops the
+        # same records, later and at several times the cost).
+        inside, wanted = (g.base, g.wanted) if g.wanted is not None else (None, None)
+        for ts, cpu, typ, v in evs:     # v: the fields, decoded by the Feed
             if typ == ent_id:
-                pid, ip, depth = self.dec_ent(p)
+                pid, ip, depth = v
+                f = known(ip) or name(ip)
+                if inside is not None and pid not in inside and f not in wanted:
+                    continue
                 starts[(pid, depth)] = ts
-                g.entry(ts, cpu, pid, self._name(ip), depth)
+                g.entry(ts, cpu, pid, f, depth)
             elif typ == ext_id:
-                v = self.dec_ext(p)
-                dur = v[4] - v[3] if self.timed else ts - starts.get((v[0], v[2]), ts)
-                g.exit(ts, cpu, v[0], self._name(v[1]), v[2], dur,
-                       v[3] if self.timed else None)
+                if inside is not None and v[0] not in inside:
+                    continue
+                dur = v[4] - v[3] if timed else ts - starts.get((v[0], v[2]), ts)
+                g.exit(ts, cpu, v[0], known(v[1]) or name(v[1]), v[2], dur,
+                       v[3] if timed else None)
 
     def wait(self, timeout: float) -> object:
         return self.r.wait(timeout)
@@ -417,6 +454,7 @@ class GraphSource(Source):
             feed.pull()
             evs = feed.take(None if final else time.monotonic_ns() - HOLD_NS, CHUNK_PAGES)
             self._handle(evs)
+            self.g.flush_lines()
             n += len(evs)
             if not feed.backlog() or time.monotonic() > deadline:
                 break

@@ -176,6 +176,9 @@ class WholeWrites(io.RawIOBase):
         return n
 
 
+STDOUT_BUFFER = 1 << 20  # a round's lines in a write or a few, not one per 8 KB
+
+
 def whole_stdout() -> None:
     """``sys.stdout`` (as found: encoding, error handler, line buffering
     on a terminal) over ``WholeWrites``, buffered; see the module
@@ -188,6 +191,6 @@ def whole_stdout() -> None:
         return
     old.flush()
     whole = WholeWrites(raw.fileno())
-    sys.stdout = io.TextIOWrapper(io.BufferedWriter(whole),
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(whole, buffer_size=STDOUT_BUFFER),
                                   encoding=old.encoding, errors=old.errors,
                                   line_buffering=old.line_buffering or whole.isatty())
