@@ -4,20 +4,28 @@
 Needs a kernel with function_graph (run it in the QEMU guests:
 ``tests/vm/runvm.py --guest-cmd 'python3 tests/bench/bench_funcgraph.py'``
 or by hand with vng). The workload calls the getppid syscall body N times as
-fast as it can; each call is four function_graph records (entry and exit of
-the syscall body and of its one callee). For each tool, in interleaved
-rounds: the records it delivered (calls seen x 4) per second of workload,
-whether it saw every call (no loss), and the tool's CPU time per record
-(user+system: from /proc at tracing live, then from wait4 once Ctrl-C has
-ended it, its children and trace-cmd's report included, less the same run
-with no calls: set-up and teardown, which patch every kernel function, are
-left out). Prints medians.
+fast as it can. The tables count four function_graph records a call (the
+syscall body's entry and exit, and one callee's), as they always have; the
+6.1 and 6.12 guests record 12 (the body calls __task_pid_nr_ns and the RCU
+lock and unlock), and 6.12's instance path some 25 (every function of the
+thread: the syscall's entry and exit paths too). For each tool, in
+interleaved rounds: the records it delivered (calls seen x 4) per second of
+workload, whether it saw every call (no loss), and the tool's CPU time per
+record (user+system: from /proc at tracing live, then from wait4 once
+Ctrl-C has ended it, its children and trace-cmd's report included, less the
+same run with no calls: set-up and teardown, which patch every kernel
+function, are left out). Prints medians.
+
+20,000 calls (-n), and a buffer of 32 MB per CPU (-b) for both funcgraph
+and trace-cmd, large enough that neither loses a record: at 5,000 calls the
+run-to-run spread of the no-calls runs' CPU (seconds in the guests) was as
+large as what the calls cost (trace-cmd came out at -7.8 us a record once).
 
 Under software emulation absolute figures are 10-50x off, and the host is
 shared with other developers' test runs: compare the tools with each other,
 not with other machines.
 
-Usage: bench_funcgraph.py [-n CALLS] [-r ROUNDS]
+Usage: bench_funcgraph.py [-n CALLS] [-b KB] [-r ROUNDS]
 """
 
 import argparse
@@ -112,19 +120,21 @@ def _reap(p: subprocess.Popen) -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def one(tool: str, func: str, n: int, tmp: str):
+def one(tool: str, func: str, n: int, tmp: str, kb: int):
     w = subprocess.Popen([sys.executable, "-c", WORKLOAD, str(n)], stdout=subprocess.PIPE,
                          text=True)
     out, err = os.path.join(tmp, tool + ".out"), os.path.join(tmp, tool + ".err")
     if tool == "funcgraph":
-        cmd = [sys.executable, os.path.join(REPO, "bin", "funcgraph"), "-p", str(w.pid), func]
+        cmd = [sys.executable, os.path.join(REPO, "bin", "funcgraph"), "-b", str(kb),
+               "-p", str(w.pid), func]
         ready = "Tracing"
     elif tool == "perf-tools":
         cmd = ["funcgraph-perf", "-p", str(w.pid), func]
         ready = "Ctrl-C to end"
     else:
         # line-buffered: its "Hit Ctrl^C" line would wait in stdio's buffer
-        cmd = ["stdbuf", "-oL", "trace-cmd", "record", "-p", "function_graph", "-g", func,
+        cmd = ["stdbuf", "-oL", "trace-cmd", "record", "-b", str(kb), "-p", "function_graph",
+               "-g", func,
                "-P", str(w.pid), "-o", os.path.join(tmp, "t.dat")]
         ready = "Hit Ctrl^C"
     with open(out, "w") as fo, open(err, "w") as fe:
@@ -170,7 +180,8 @@ def one(tool: str, func: str, n: int, tmp: str):
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("-n", type=int, default=5000)
+    ap.add_argument("-n", type=int, default=20000)
+    ap.add_argument("-b", type=int, default=32768)
     ap.add_argument("-r", type=int, default=3)
     a = ap.parse_args()
     from ftracetools.kernel.features import Features
@@ -189,8 +200,8 @@ def main() -> int:
     tmp = tempfile.mkdtemp()
     for r in range(a.r):
         for t in tools:
-            seen, wall, cpu, lost = one(t, func, a.n, tmp)
-            idle = one(t, func, 0, tmp)[2]     # the same run with no calls
+            seen, wall, cpu, lost = one(t, func, a.n, tmp, a.b)
+            idle = one(t, func, 0, tmp, a.b)[2]     # the same run with no calls
             res[t].append((seen, wall, cpu - idle, lost))
             print("round %d %-10s seen %d/%d wall %.2fs cpu %.2fs (no calls: %.2fs) lost %s"
                   % (r, t, seen, a.n, wall, cpu, idle, lost), file=sys.stderr)
