@@ -208,14 +208,22 @@ def main() -> int:
     print("%d calls of %s, 4 records each, %d rounds, medians (kernel %s)"
           % (a.n, func, a.r, os.uname().release))
     print("%-11s %9s %12s %13s %6s" % ("TOOL", "SEEN", "RECORDS/S", "CPU/RECORD", "LOSS"))
+    got = {}
     for t in tools:
         seen = statistics.median(x[0] for x in res[t])
         rate = statistics.median(x[0] * 4 / x[1] for x in res[t])
         cpu = statistics.median(x[2] / max(1, x[0] * 4) for x in res[t])
         loss = sum(1 for x in res[t] if x[3] or x[0] < a.n)
+        got[t] = (cpu, loss)
         print("%-11s %9d %12.0f %10.1f us %3d/%d" % (t, seen, rate, cpu * 1e6, loss, a.r))
     print("CPU/RECORD: the tool's CPU from tracing live to its exit (trace-cmd's report "
           "included) beyond the same run with no calls, per record seen")
+    if "trace-cmd" in got:
+        (ours, lost), theirs = got["funcgraph"], got["trace-cmd"][0]
+        print("TARGET (issue 21): CPU/RECORD at or below trace-cmd's, 0 lost: %s "
+              "(%.1f against %.1f us, lost in %d/%d rounds)"
+              % ("met" if ours <= theirs and not lost else "MISSED", ours * 1e6,
+                 theirs * 1e6, lost, a.r))
     return 0
 
 
