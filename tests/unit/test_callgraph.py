@@ -270,8 +270,8 @@ def test_source_drops_records_outside_the_wanted_calls_as_the_graph_would():
     src.g, src.ent_id, src.ext_id, src.timed = g, 1, 2, True
     src.dec_ent = lambda p: p
     src.dec_ext = lambda p: p
-    src._names = {}
     src.amap = type("M", (), {"name": staticmethod(names.get)})()
+    src.labels = {}
     src._handle([(r[1], r[2], 1 if r[0] == "e" else 2, (r[3], r[4], r[5]) + tuple(r[6:]))
                  for r in recs])
     ref.finish()

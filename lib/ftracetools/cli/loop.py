@@ -15,6 +15,7 @@ import gc
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from typing import Callable, Optional
 
 from ftracetools.errors import Interrupted
@@ -86,22 +87,32 @@ def trace_loop(drain: Callable[[], None], *,
         raise
 
 
-def trace(session, source, targets, **kw) -> int:
-    """One run, banner to last report; see the module docstring."""
+@contextmanager
+def quiet_collector():
+    """Python's cycle collector, seldom within: what is built while
+    tracing is records (tuples of numbers and views) and the tools' own
+    tables, without cycles, yet a young collection every 700 allocations
+    scans them all: 15 to 22 % of funcgraph's CPU on records replayed
+    from the guests. What was built before is frozen out of every later
+    collection; the collector still runs, every 50,000 allocations, and
+    is put back as it was at the end."""
     old = gc.get_threshold()
-    quiet_collector()
+    gc.freeze()
+    gc.set_threshold(50000, 20, 100)
     try:
-        return _trace(session, source, targets, **kw)
+        yield
     finally:
         gc.unfreeze()
         gc.set_threshold(*old)
 
 
-def _trace(session, source, targets, *, tool: str, what: str,
-           report: Optional[Callable[[bool], None]] = None,
-           header: Optional[str] = None,
-           duration: Optional[float] = None, interval: Optional[float] = None,
-           count: Optional[int] = None, metrics=None) -> int:
+@quiet_collector()
+def trace(session, source, targets, *, tool: str, what: str,
+          report: Optional[Callable[[bool], None]] = None,
+          header: Optional[str] = None,
+          duration: Optional[float] = None, interval: Optional[float] = None,
+          count: Optional[int] = None, metrics=None) -> int:
+    """One run, banner to last report; see the module docstring."""
     say = lambda m: warn(tool, m)    # noqa: E731
     if metrics is not None and report is not None:
         shown = report
@@ -154,17 +165,6 @@ def _trace(session, source, targets, *, tool: str, what: str,
         say("warning: %d events left unread: ended by a signal before they "
             "were read" % unread)
     return targets.end(say, signalled)
-
-
-def quiet_collector() -> None:
-    """Python's cycle collector, seldom from here on: what is built while
-    tracing is records (tuples of numbers and views) and the tools' own
-    tables, without cycles, yet a young collection every 700 allocations
-    scans them all: 15 to 22 % of funcgraph's CPU on records replayed
-    from the guests. What set-up built is frozen out of every later
-    collection; the collector still runs, every 50,000 allocations."""
-    gc.freeze()
-    gc.set_threshold(50000, 20, 100)
 
 
 def _cpus(cpus) -> str:

@@ -141,9 +141,7 @@ class Graph:
         if d < 0 or self.thresh:
             return
         if self.text:
-            p = self.pending.pop(cpu, None)
-            if p is not None:
-                self._nested(cpu, p)
+            self._flush(cpu)
             self.pending[cpu] = (ts, pid, func, d)
 
     def exit(self, ts: int, cpu: int, pid: int, func: str, depth: int,
@@ -165,15 +163,11 @@ class Graph:
         if self.on_root is not None:    # trees only for the outputs made of them
             self._complete(Call(func, d, ts - dur, dur, cpu, pid, calltime))
 
-    def _dur(self, ns: Optional[int]) -> str:
-        if not self.o_dur:
-            return ""
-        return "              |  " if ns is None else fmt_duration(ns)
-
     def _nested(self, cpu: int, p: tuple) -> None:
         ts, pid, func, d = p
         self.entered.setdefault(cpu, {})[d] = func
-        self._line(ts, cpu, pid, self._dur(None) + "  " * d + func + "() {")
+        self._line(ts, cpu, pid, ("              |  " if self.o_dur else "") + "  " * d
+                   + func + "() {")
 
     def _flush(self, cpu: int) -> None:
         p = self.pending.pop(cpu, None)
@@ -394,7 +388,7 @@ class GraphSource(Source):
         # before tracing starts: reading kallsyms takes seconds in the
         # emulated guests, which the first records would wait for.
         self.amap = symbols.AddrMap.load(s.root, every)
-        self._names: Dict[int, str] = {}
+        self.labels: Dict[int, str] = {}    # ip -> name or "0x..", for the hot loop
         # decoded as the pages are walked (numbers only: pid, ip, depth, times)
         self.feed = Feed(r, BACKLOG_PAGES, decode={ent.id: self.dec_ent, ext.id: self.dec_ext})
         self._unread = 0
@@ -411,15 +405,13 @@ class GraphSource(Source):
         return lost_from_stats(read_stats(os.path.join(self.s.dir, "per_cpu", "cpu%d" % cpu)))
 
     def _name(self, ip: int) -> str:
-        n = self._names.get(ip)
-        if n is None:
-            n = self._names[ip] = self.amap.name(ip) or "0x%x" % ip
+        n = self.labels[ip] = self.amap.name(ip) or "0x%x" % ip
         return n
 
     def _handle(self, evs) -> None:
         starts: Dict[tuple, int] = {}
         g, ent_id, ext_id = self.g, self.ent_id, self.ext_id
-        timed, name, known = self.timed, self._name, self._names.get
+        timed, name, known = self.timed, self._name, self.labels.get
         # A task outside the wanted calls (most records on the instance
         # path, which records every function of the traced threads):
         # its exits are dropped and its entries looked at for the name

@@ -94,14 +94,13 @@ def _walk(page: bytes, layout: PageLayout, out: list, cpu: int, views: bool,
             else:
                 append((ts, pos + 4, page))
             pos = nxt
-        elif tl == 0:
+        elif tl == 0:   # a large record: its length in the next word
             ts += w >> 5
             start, nxt = pos + 8, pos + 4 + _u32(page, pos + 4)[0]
-            f = None if decode is None else decode.get(_u16(page, start)[0])
-            if f is not None:
-                append((ts, cpu, _u16(page, start)[0], f(page, start)))
-            elif views:
-                append((ts, cpu, _u16(page, start)[0], mv[start:nxt]))
+            if views:
+                typ = _u16(page, start)[0]
+                f = None if decode is None else decode.get(typ)
+                append((ts, cpu, typ, mv[start:nxt] if f is None else f(page, start)))
             else:
                 append((ts, start, page))
             pos = nxt
@@ -113,7 +112,7 @@ def _walk(page: bytes, layout: PageLayout, out: list, cpu: int, views: bool,
             ts += (_u32(page, pos + 4)[0] << 27) + (w >> 5)
             pos += 8
         else:  # absolute timestamp; the top bits come from the page's
-            abs_ts = (_U32(page, pos + 4)[0] << 27) | (w >> 5)
+            abs_ts = (_u32(page, pos + 4)[0] << 27) | (w >> 5)
             ts = (ts & ~((1 << 59) - 1)) | abs_ts
             pos += 8
     return lost
