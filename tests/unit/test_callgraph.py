@@ -218,6 +218,32 @@ def test_stray_depth_zero_records_are_not_roots():
     assert [(r.func, [k.func for k in r.kids]) for r in roots] == [("f", ["g"])]
 
 
+def test_interrupt_at_the_calls_depth_before_its_exit_is_not_its_end():
+    """An interrupt taken as f returns, after the kernel stepped the depth
+    back but before it wrote f's exit, comes at f's own depth, between f's
+    last child and f's exit (a 6.1 guest: 199 of 200 calls shown, the
+    stray's entry taken for the start of another call). f is whole, in
+    the text and as a tree; the interrupt is in neither."""
+    recs = [("e", 1, 0, 1, "f", 0), ("e", 2, 0, 1, "g", 1),
+            ("x", 3, 0, 1, "g", 1, 1),
+            ("e", 4, 0, 1, "sysvec_apic_timer_interrupt", 0),
+            ("e", 5, 0, 1, "hrtimer_interrupt", 1),
+            ("x", 6, 0, 1, "hrtimer_interrupt", 1, 1),
+            ("x", 7, 0, 1, "sysvec_apic_timer_interrupt", 0, 3),
+            ("x", 8, 0, 1, "f", 0, 7, 1),
+            ("e", 9, 0, 1, "f", 0), ("x", 10, 0, 1, "f", 0, 1, 9)]
+    g, lines, roots = _graph(wanted={"f"})
+    _feed(g, recs)
+    g.finish()
+    assert [(r.func, [k.func for k in r.kids]) for r in roots] == [("f", ["g"]), ("f", [])]
+    assert "".join(lines).splitlines() == [
+        " 0)               |  f() {",
+        " 0)   0.001 us    |    g();",
+        " 0)   0.007 us    |  }",
+        " 0)   0.001 us    |  f();",
+    ]
+
+
 def test_instance_path_rebases_depth_and_filters():
     g, lines, roots = _graph(wanted={"f"})
     _feed(g, [("e", 1, 0, 1, "do_syscall_64", 0),
@@ -279,3 +305,19 @@ def test_source_drops_records_outside_the_wanted_calls_as_the_graph_would():
     assert lines == ref_lines and len(lines) >= 4
     assert [(r.func, r.pid, [k.func for k in r.kids]) for r in roots] == \
         [(r.func, r.pid, [k.func for k in r.kids]) for r in ref_roots]
+
+
+def test_untimed_exit_in_a_later_round_is_timed_from_its_entry():
+    """Where exit records lack the kernel's call time, a call's duration
+    is its exit's record time less its entry's, also when the exit comes
+    in a later round than the entry (a long call, or one cut by a read)."""
+    g, _, roots = _graph(text=False, wanted={"f"})
+    src = object.__new__(fg.GraphSource)
+    src.g, src.ent_id, src.ext_id, src.timed, src.starts = g, 1, 2, False, {}
+    src.amap = type("M", (), {"name": staticmethod({0x20: "f", 0x30: "g"}.get)})()
+    src.labels = {}
+    src._handle([(1000, 0, 1, (7, 0x20, 0)), (1100, 0, 1, (7, 0x30, 1))])
+    src._handle([(1400, 0, 2, (7, 0x30, 1)), (5000, 0, 2, (7, 0x20, 0))])
+    g.finish()
+    assert [(r.func, r.dur, [(k.func, k.dur) for k in r.kids]) for r in roots] == \
+        [("f", 4000, [("g", 300)])]

@@ -109,6 +109,7 @@ class Graph:
         self.last_pid: Dict[int, int] = {}
         self.entered: Dict[int, Dict[int, str]] = {}  # cpu -> depth -> func
         self.base: Dict[int, int] = {}         # pid -> depth of the wanted call
+        self.stray: Dict[int, tuple] = {}      # pid -> (depth, func) of an interrupt at it
         self.kids: Dict[int, Dict[int, List[Call]]] = {}  # pid -> depth -> calls
         self._cpu_cell: Dict[int, str] = {}
         self._lines: List[str] = []     # until flush_lines: one write a round
@@ -121,8 +122,22 @@ class Graph:
         if self.wanted is None:
             d = depth
         else:
+            s = self.stray.get(pid)
+            if s is not None:
+                if depth > s[0] or (depth == s[0] and not is_entry and func == s[1]):
+                    if depth == s[0]:
+                        del self.stray[pid]     # its end
+                    return -1
+                del self.stray[pid]     # its exit was lost
             b = self.base.get(pid)
             if b is not None and depth <= b and (is_entry or depth < b):
+                if is_entry and func not in self.wanted:
+                    # An interrupt taken as the wanted call returns, after
+                    # the kernel stepped its depth back but before it
+                    # recorded the exit, comes at the call's own depth (6.1
+                    # under QEMU): neither part of the call nor its end.
+                    self.stray[pid] = (depth, func)
+                    return -1
                 del self.base[pid]   # its exit was lost
                 b = None
             if b is None:
@@ -389,6 +404,8 @@ class GraphSource(Source):
         # emulated guests, which the first records would wait for.
         self.amap = symbols.AddrMap.load(s.root, every)
         self.labels: Dict[int, str] = {}    # ip -> name or "0x..", for the hot loop
+        # (pid, depth) -> entry time, where exits lack the kernel's call time
+        self.starts: Dict[tuple, int] = {}
         # decoded as the pages are walked (numbers only: pid, ip, depth, times)
         self.feed = Feed(r, BACKLOG_PAGES, decode={ent.id: self.dec_ent, ext.id: self.dec_ext})
         self._unread = 0
@@ -409,8 +426,8 @@ class GraphSource(Source):
         return n
 
     def _handle(self, evs) -> None:
-        starts: Dict[tuple, int] = {}
         g, ent_id, ext_id = self.g, self.ent_id, self.ext_id
+        starts = None if self.timed else self.starts
         timed, name, known = self.timed, self._name, self.labels.get
         # A task outside the wanted calls (most records on the instance
         # path, which records every function of the traced threads):
@@ -424,14 +441,17 @@ class GraphSource(Source):
                 f = known(ip) or name(ip)
                 if inside is not None and pid not in inside and f not in wanted:
                     continue
-                starts[(pid, depth)] = ts
+                if starts is not None:
+                    starts[(pid, depth)] = ts
                 g.entry(ts, cpu, pid, f, depth)
             elif typ == ext_id:
                 if inside is not None and v[0] not in inside:
                     continue
-                dur = v[4] - v[3] if timed else ts - starts.get((v[0], v[2]), ts)
-                g.exit(ts, cpu, v[0], known(v[1]) or name(v[1]), v[2], dur,
-                       v[3] if timed else None)
+                if timed:
+                    g.exit(ts, cpu, v[0], known(v[1]) or name(v[1]), v[2], v[4] - v[3], v[3])
+                else:   # the entry's record time (it may have come in an earlier round)
+                    g.exit(ts, cpu, v[0], known(v[1]) or name(v[1]), v[2],
+                           ts - starts.pop((v[0], v[2]), ts))
 
     def wait(self, timeout: float) -> object:
         return self.r.wait(timeout)
