@@ -168,12 +168,13 @@ def test_walked_pages_keep_each_pages_order():
 
 def test_walked_pages_take_short_reads_in_their_place():
     """A read that ended early (the page's data is all there, or it ended
-    at a record boundary): its records come out with the others, in their
-    page's place, none past what was read (they were dropped, once)."""
+    inside a record): its records come out with the others, in their
+    page's place, none past what was read (they were dropped, once) and
+    not the one the read cut (it was decoded from zeros, once)."""
     full = _mixed_pages(3, n=4)
     recs = [record(10, 7, 99, i) for i in range(40)]      # 40 x 28 bytes
     whole = page(5, recs)
-    short = [whole[:16 + 40 * 28], whole[:16 + 25 * 28], whole[:8]]
+    short = [whole[:16 + 40 * 28], whole[:16 + 25 * 28 + 13], whole[:8]]
     pages = [full[0], short[0], full[1], short[1], full[2], short[2], full[3]]
     w = vecpages.WalkedPages(LAYOUT)
     rec, _ = w.decode(pages)

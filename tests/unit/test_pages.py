@@ -56,6 +56,28 @@ def test_parse_page_decodes_the_types_asked_for_the_rest_as_views():
     assert bytes(dec[1][3]) == bytes(plain[1][3]) == switch_payload(prev_pid=2)
 
 
+def test_a_record_cut_by_a_short_read_is_not_decoded():
+    """A read that ended inside a record: the records before it come out,
+    with views or decoded alike; the cut one is not made up from what was
+    not read; a stored loss count the read did not reach is unknown (-1)."""
+    lay = pages.PageLayout("/nonexistent")
+    small = struct.pack("<HBBiQi", 7, 0, 0, 42, 0xffff0001, 3)   # 20 bytes
+    ev = b"".join(struct.pack("<I", (10 << 5) | 5) + small for _ in range(5))
+    whole = _page(ev, missed=9)
+    unpack = struct.Struct("<4xiQi").unpack_from
+    for cut in (16 + 24 * 3 + 10, 16 + 24 * 3 + 2, 16 + 24 * 3):
+        plain, dec, offs = [], [], []
+        assert pages.parse_page(whole[:cut], 0, lay, plain) == -1
+        pages.parse_page(whole[:cut], 0, lay, dec, {7: unpack})
+        pages.page_offsets(whole[:cut], lay, offs)
+        assert [e[0] for e in plain] == [e[0] for e in dec] == [e[0] for e in offs] \
+            == [1010, 1020, 1030]
+        assert [e[3] for e in dec] == [(42, 0xffff0001, 3)] * 3
+        assert all(bytes(e[3]) == small for e in plain)
+    out = []
+    assert pages.parse_page(whole, 0, lay, out) == 9 and len(out) == 5
+
+
 def test_parse_page_lost_events():
     lay = pages.PageLayout("/nonexistent")
     out = []

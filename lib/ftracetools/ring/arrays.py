@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ftracetools.ring.pages import LEN_MASK, MISSED, PageLayout, page_header
+from ftracetools.ring.pages import LEN_MASK, MISSED, PageLayout, page_header, whole_records
 
 __all__ = ["record_dtype", "UniformPages", "WalkedPages"]
 
@@ -151,6 +151,7 @@ class WalkedPages:
             return empty, []
         read = [min(len(p), psize) for p in pages]
         short = min(read) < psize
+        raw = pages
         if short:
             pages = [p if len(p) == psize else bytes(p[:psize]).ljust(psize, b"\0")
                      for p in pages]
@@ -162,8 +163,11 @@ class WalkedPages:
         commit = np.ndarray((n,), cfmt, buf, lay.commit_off, (psize,)).astype(np.int64)
         pos = base + lay.data_off // 4
         end = pos + (commit & LEN_MASK) // 4
-        if short:   # (no further than what was read)
-            end = np.minimum(end, base + np.array(read, np.int64) // 4)
+        if short:   # no further than the last record read whole
+            for i in np.nonzero(np.array(read) < psize)[0].tolist():
+                d0, d1 = lay.data_off, int(end[i] - base[i]) * 4
+                if d1 > read[i]:
+                    end[i] = base[i] + whole_records(raw[i], d0, d1)[1] // 4
         pages_i = np.arange(n)
         got_pos, got_ts, got_page = [], [], []
         while True:
@@ -197,7 +201,7 @@ class WalkedPages:
             step = np.where(long | (pad & (td > 0)), 1 + a0 // 4, step)
             step = np.where(pad & (td == 0), end - pos, step)
             pos = pos + np.maximum(step, 1)
-        lost = [page_header(pages[i], lay)[3]
+        lost = [page_header(raw[i], lay)[3]
                 for i in np.nonzero(commit & MISSED != 0)[0].tolist()]
         if not got_pos:
             return empty, lost

@@ -13,7 +13,8 @@ import os
 import struct
 from typing import Callable, Dict, List, Optional, Tuple
 
-__all__ = ["LEN_MASK", "MISSED", "MISSED_STORED", "Event", "PageLayout", "page_header", "parse_page", "page_offsets", "records"]
+__all__ = ["LEN_MASK", "MISSED", "MISSED_STORED", "Event", "PageLayout", "page_header",
+           "whole_records", "parse_page", "page_offsets", "records"]
 
 
 _U32 = struct.Struct("<I").unpack_from
@@ -66,15 +67,41 @@ def page_header(page: bytes, layout: PageLayout) -> Tuple[int, int, int, int]:
     lost = 0
     if commit & MISSED:
         lost = -1
-        if commit & MISSED_STORED:
+        if commit & MISSED_STORED and layout.data_off + size + 8 <= len(page):
             lost = _S64(page, layout.data_off + size)[0]
     return _U64(page, 0)[0], layout.data_off, layout.data_off + size, lost
+
+
+def whole_records(page: bytes, start: int, end: int) -> Tuple[bytes, int]:
+    """A short read (the page's data ends at ``end``, past what was read):
+    the page padded with zeros to ``end``, and where the records it holds
+    whole end (a record cut by the read is not decoded from the zeros)."""
+    n = len(page)
+    page = bytes(page) + bytes(max(0, end + 8 - n))
+    pos = start
+    while pos < end:
+        w = _U32(page, pos)[0]
+        tl = w & 31
+        if 0 < tl <= 28:
+            nxt = pos + 4 + tl * 4
+        elif tl == 0 or tl == 29:
+            if tl == 29 and (w >> 5) == 0:
+                break
+            nxt = pos + 4 + _U32(page, pos + 4)[0]
+        else:
+            nxt = pos + 8
+        if nxt > n:
+            break
+        pos = max(nxt, pos + 4)
+    return page, pos
 
 
 def _walk(page: bytes, layout: PageLayout, out: list, cpu: int, views: bool,
           decode: Optional[Dict[int, Callable]] = None, _u32=_U32, _u16=_U16,
           _head=_HEAD) -> int:
     ts, pos, end, lost = page_header(page, layout)
+    if end > len(page):     # a short read
+        page, end = whole_records(page, pos, end)
     mv = memoryview(page) if views else None
     append = out.append
     while pos < end:
