@@ -21,7 +21,8 @@ SWITCHES = {
             "and 'tearing down' (then sleep once more)",
     "METHOD": "funccount: count with this method or refuse",
     "NO_NUMPY": "1: the engines' pure-Python paths even where numpy is installed",
-    "SMALL_ROUND": "PAGES: schedtrace's rounds below this size go event by event",
+    "SMALL_ROUND": "PAGES: schedtrace's and funccount's rounds below this size go event by "
+                   "event; funcgraph goes record by record until it has read this many",
 }
 
 

@@ -55,13 +55,13 @@ def getppid_function() -> str:
     return ""
 
 
-def traced(*args: str, n: int = N):
+def traced(*args: str, n: int = N, env=None):
     """Run funcgraph -p on a workload that calls getppid() n times once
     tracing is live; returns (rc, stdout, stderr)."""
     w = subprocess.Popen([sys.executable, "-c", WORKLOAD, str(n), "wait"],
                          stdout=subprocess.PIPE, text=True)
     try:
-        t = tooling.start("funcgraph", "-p", str(w.pid), *args, timeout=600)
+        t = tooling.start("funcgraph", "-p", str(w.pid), *args, timeout=600, env=env)
         os.kill(w.pid, signal.SIGUSR1)
         assert w.stdout.readline() == "done\n"
         # every record of the loop is in the buffer now: funcgraph's last
@@ -220,12 +220,16 @@ def test_maxdepth_and_the_top_level_shared():
 
 
 @pytest.mark.needs("function_graph")
-def test_same_tree_as_trace_cmd(tmp_path):
+@pytest.mark.parametrize("rounds", ["records", "arrays"])
+def test_same_tree_as_trace_cmd(tmp_path, rounds):
+    """The text, made record by record or as arrays (numpy, from the first
+    record on), holds the trees trace-cmd shows of the same calls."""
     tc = shutil.which("trace-cmd")
     if tc is None:
         pytest.fail("trace-cmd is not installed (apt-get install trace-cmd)")
     func = getppid_function()
-    rc, out, err = traced("-T", func)
+    rc, out, err = traced("-T", func, env={
+        "FTT_SMALL_ROUND": "0" if rounds == "arrays" else "1000000000"})
     assert rc == 0, err
     ours = text_trees(out)
     assert len(ours) == N

@@ -12,15 +12,16 @@ import os
 import time
 from typing import Callable, Dict, List, Optional, Set
 
+from ftracetools import switches
 from ftracetools.host import procs
 from ftracetools.kernel import symbols, tracefs
 from ftracetools.kernel.formats import EventFormat
 from ftracetools.ring.merge import Feed
 from ftracetools.ring.reader import RawReader, lost_from_stats, read_stats
-from ftracetools.ring.source import Source
+from ftracetools.ring.source import Preload, Source, preload
 
 __all__ = ["fmt_duration", "fmt_proc", "Call", "Graph", "walk", "fold", "GraphSource",
-           "HOLD_NS", "MAX_FUNCS", "DEFAULT_KB", "INSTANCE_KB"]
+           "arrays_usable", "HOLD_NS", "MAX_FUNCS", "DEFAULT_KB", "INSTANCE_KB"]
 
 DEFAULT_KB = 4096
 INSTANCE_KB = 16384     # an instance records every function of the traced threads
@@ -279,6 +280,13 @@ class Graph:
         self.kids = {}
 
 
+def arrays_usable(g: Graph) -> bool:
+    """The Graph makes only what ``engines.grapharrays`` makes too: text
+    lines, without -a, -t, -P or (in an instance) -s."""
+    return (g.text and g.on_root is None and not g.o_abs and not g.o_proc
+            and not g.thresh and g.wanted is not None)
+
+
 def _inside(k: Call, p: Call) -> bool:
     """k ran within p, deeper (a sibling a moment after p is not p's)."""
     return p.depth < k.depth and p.entered - SLACK_NS <= k.entered and \
@@ -408,6 +416,9 @@ class GraphSource(Source):
         self.starts: Dict[tuple, int] = {}
         # decoded as the pages are walked (numbers only: pid, ip, depth, times)
         self.feed = Feed(r, BACKLOG_PAGES, decode={ent.id: self.dec_ent, ext.id: self.dec_ext})
+        self.formats = (ent, ext)
+        self.arrays = None      # engines.grapharrays.GraphArrays, once loaded
+        self.loading: Optional[Preload] = None
         self._unread = 0
         self.comms = procs.Comms(lambda: tracefs.saved_cmdlines(s.root))
 
@@ -464,10 +475,21 @@ class GraphSource(Source):
         feed, n, deadline = self.feed, 0, time.monotonic() + 0.25
         while True:
             feed.pull()
-            evs = feed.take(None if final else time.monotonic_ns() - HOLD_NS, CHUNK_PAGES)
-            self._handle(evs)
+            self._arrays_when_busy()
+            upto = None if final else time.monotonic_ns() - HOLD_NS
+            if self.arrays is not None:
+                pages, upto = feed.take_pages(upto, CHUNK_PAGES)
+                held, feed.pending = feed.pending, []   # (from before the switch)
+                rec = self.arrays.take(pages, upto, held)
+                if not self.arrays.text(rec):
+                    self._handle(self.arrays.tuples(rec))
+                k = len(rec["ts"])
+            else:
+                evs = feed.take(upto, CHUNK_PAGES)
+                self._handle(evs)
+                k = len(evs)
             self.g.flush_lines()
-            n += len(evs)
+            n += k
             if not feed.backlog() or time.monotonic() > deadline:
                 break
         for c in self.r.cpus:
@@ -477,6 +499,35 @@ class GraphSource(Source):
                 self.lost_cpu[c] = k
         return n + feed.backlog()
 
+    # Once this many pages are read (some 30,000 records), the text is made
+    # as arrays (numpy: engines.grapharrays), where the options allow it.
+    # numpy's import runs in the background meanwhile (it takes a second
+    # or more of CPU in the emulated guests): a short run never loads it.
+    # (The tests set SMALL to 0, and to a huge number, for each way.)
+    SMALL = 256
+    no_arrays = False
+
+    def _arrays_when_busy(self) -> None:
+        if self.arrays is not None or self.no_arrays:
+            return
+        small = int(switches.get("SMALL_ROUND", str(self.SMALL)))
+        if self.loading is None:
+            if self.r.pages >= small and self.timed and arrays_usable(self.g) \
+                    and switches.get("NO_NUMPY") != "1":
+                self.loading = preload("ftracetools.engines.grapharrays")
+            if self.loading is None or small:
+                return
+        if small and not self.loading.ready():
+            return      # (0: arrays from the first record on, for the tests)
+        mod, self.loading = self.loading.module(), None
+        if mod is None:     # no numpy: record by record
+            self.no_arrays = True
+            return
+        known, name = self.labels.get, self._name
+        self.arrays = mod.GraphArrays(self.g, self.r.layout, *self.formats,
+                                      name=lambda ip: known(ip) or name(ip),
+                                      note_lost=self.r.note_lost)
+
     def finish(self, why: str) -> None:
         """All that is left in the buffer; after Ctrl-C at most half a
         second's worth (a full buffer takes seconds to decode), the rest
@@ -484,7 +535,8 @@ class GraphSource(Source):
         until = time.monotonic() + 0.5 if why == "signal" else None
         while self.drain(final=True) and (until is None or time.monotonic() < until):
             pass
-        self._unread = self.feed.discard() + sum(
+        held = self.arrays.pending if self.arrays is not None else None
+        self._unread = self.feed.discard() + (len(held["ts"]) if held else 0) + sum(
             read_stats(os.path.join(self.s.dir, "per_cpu", "cpu%d" % c)).get("entries", 0)
             for c in self.r.cpus)
         self.g.finish()

@@ -48,21 +48,31 @@ class Feed:
     def take(self, upto=None, max_pages=None):
         """Parse up to max_pages; return the events up to ``upto`` (None:
         all of them) that no unparsed page can precede."""
+        out = []
+        layout, decode, note = self.r.layout, self.decode, self.r.note_lost
+        pages, upto = self.take_pages(upto, max_pages)
+        for cpu, page in pages:
+            note(parse_page(page, cpu, layout, out, decode))
+        return self._release(out, upto)
+
+    def take_pages(self, upto=None, max_pages=None):
+        """``take``'s pages, (cpu, page) oldest first, not parsed, and the
+        time up to which their events may be handed on (None: all): for a
+        caller that decodes pages its own way (arrays)."""
         u64 = _u64
-        out, n = [], 0
+        got, n = [], 0
         while max_pages is None or n < max_pages:
             heads = [(u64(q[0])[0], c) for c, q in self.pages.items() if q]
             if not heads:
                 break
             cpu = min(heads)[1]
-            self.r.note_lost(parse_page(self.pages[cpu].popleft(), cpu, self.r.layout, out,
-                                        self.decode))
+            got.append((cpu, self.pages[cpu].popleft()))
             n += 1
         for q in self.pages.values():
             if q:
                 t = u64(q[0])[0] - 1
                 upto = t if upto is None else min(upto, t)
-        return self._release(out, upto)
+        return got, upto
 
     def _release(self, events, upto):
         p = self.pending
