@@ -27,6 +27,8 @@ DEFAULT_KB = 4096
 INSTANCE_KB = 16384     # an instance records every function of the traced threads
 MAX_FUNCS = 2000  # set_graph_function entries; more is a mistake, not a graph
 CHUNK_PAGES = 64  # per CPU and read: signals are looked at between reads
+ARRAY_CHUNK_PAGES = 256     # as arrays: some 30,000 records, a tenth of a
+                            # second in the emulated guests
 BACKLOG_PAGES = 1024    # read but not yet handled: at most 4 MB
 HOLD_NS = 50000000  # records younger than this wait for the other CPUs' (a
                     # record becomes readable once written: microseconds,
@@ -470,15 +472,16 @@ class GraphSource(Source):
     def drain(self, final: bool = False) -> int:
         """Hand on what the CPUs have, in time order across CPUs (a task
         that moves between CPUs mid-call has its records on both), in
-        bounded chunks (the loop checks for signals between them); return
-        how many records are left to hand on."""
+        bounded chunks (the loop checks for signals between them), record
+        by record or, once busy, as arrays; return how many records are
+        left to hand on."""
         feed, n, deadline = self.feed, 0, time.monotonic() + 0.25
         while True:
             feed.pull()
             self._arrays_when_busy()
             upto = None if final else time.monotonic_ns() - HOLD_NS
             if self.arrays is not None:
-                pages, upto = feed.take_pages(upto, CHUNK_PAGES)
+                pages, upto = feed.take_pages(upto, ARRAY_CHUNK_PAGES)
                 held, feed.pending = feed.pending, []   # (from before the switch)
                 rec = self.arrays.take(pages, upto, held)
                 if not self.arrays.text(rec):
