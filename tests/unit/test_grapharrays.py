@@ -134,20 +134,54 @@ def test_arrays_make_the_graphs_text(seed, top_level, opts):
     assert made >= 5    # (the rest: strays and lost exits, or the Graph's turn)
 
 
-def test_a_stray_or_a_lost_exit_sends_the_round_to_the_graph():
-    """The regular case only: an interrupt at f's own depth before f's
-    exit, or a second f entered at f's depth (the first one's exit lost),
-    leave the Graph untouched and return False."""
-    for bad in ([(1, 0, ENT, (5, 0x100, 0)), (2, 0, ENT, (5, 0x600, 0)),
-                 (3, 0, EXT, (5, 0x600, 0, 2, 3)), (4, 0, EXT, (5, 0x100, 0, 1, 4))],
-                [(1, 0, ENT, (5, 0x100, 0)), (2, 0, ENT, (5, 0x100, 0)),
-                 (3, 0, EXT, (5, 0x100, 0, 2, 3))]):
-        lines = []
-        g = _graph(lines)
-        arr = ga.GraphArrays(g, PageLayout("/nonexistent"), _Fmt(ENT, False),
-                             _Fmt(EXT, True), name=NAMES.get, note_lost=lambda n: None)
-        assert arr.text(arr.take([], None, bad)) is False
+def _arrays_or_graph(recs):
+    """(made as arrays?, the text, the Graph's text fed record by record)."""
+    ref_lines, lines = [], []
+    ref = _graph(ref_lines)
+    _source(ref)._handle(recs)
+    ref.finish()
+    g = _graph(lines)
+    arr = ga.GraphArrays(g, PageLayout("/nonexistent"), _Fmt(ENT, False), _Fmt(EXT, True),
+                         name=NAMES.get, note_lost=lambda n: None)
+    rec = arr.take([], None, recs)
+    made = arr.text(rec)
+    if not made:
         assert not g.base and not g.pending and not g.entered and not lines
+        _source(g)._handle(arr.tuples(rec))
+    g.finish()
+    return made, "".join(lines), "".join(ref_lines)
+
+
+def test_an_interrupt_at_the_calls_depth_is_cut_out_as_arrays():
+    """An interrupt taken as f returns (at f's depth, before f's exit,
+    with a callee of its own): left out of the text as the Graph leaves
+    it out, the round still made as arrays."""
+    made, text, ref = _arrays_or_graph([
+        (1, 0, ENT, (5, 0x100, 0)), (2, 0, ENT, (5, 0x200, 1)), (3, 0, EXT, (5, 0x200, 1, 2, 3)),
+        (4, 0, ENT, (5, 0x600, 0)), (5, 0, ENT, (5, 0x300, 1)),
+        (6, 0, EXT, (5, 0x300, 1, 5, 6)), (7, 0, EXT, (5, 0x600, 0, 4, 7)),
+        (8, 0, EXT, (5, 0x100, 0, 1, 8)), (9, 0, ENT, (5, 0x100, 0)),
+        (10, 0, EXT, (5, 0x100, 0, 9, 10))])
+    assert made and text == ref
+    assert text.count("f()") == 2 and "irq_handler" not in text and "h()" not in text
+
+
+@pytest.mark.parametrize("recs", [
+    # f entered again at f's depth: the first one's exit was lost
+    [(1, 0, ENT, (5, 0x100, 0)), (2, 0, ENT, (5, 0x100, 0)), (3, 0, EXT, (5, 0x100, 0, 2, 3))],
+    # an exit above f's depth: f's exit was lost
+    [(1, 0, ENT, (5, 0x500, 0)), (2, 0, ENT, (5, 0x100, 1)), (3, 0, EXT, (5, 0x500, 0, 1, 3))],
+    # an interrupt whose exit was lost
+    [(1, 0, ENT, (5, 0x100, 0)), (2, 0, ENT, (5, 0x600, 0)), (3, 0, ENT, (5, 0x100, 0)),
+     (4, 0, EXT, (5, 0x100, 0, 3, 4))],
+    # an interrupt still running at the round's end
+    [(1, 0, ENT, (5, 0x100, 0)), (2, 0, ENT, (5, 0x600, 0)), (3, 0, ENT, (5, 0x300, 1))],
+])
+def test_what_is_not_the_regular_case_goes_to_the_graph(recs):
+    """A lost exit, or an interrupt not ended in the round: the Graph
+    untouched by the arrays, the round taken record by record."""
+    made, text, ref = _arrays_or_graph(recs)
+    assert not made and text == ref
 
 
 def _pages(recs, cpu):
@@ -222,14 +256,18 @@ class _Reader:
     def note_lost(self, n):
         pass
 
+    def wait(self, timeout):
+        return bool(self.todo)
+
 
 @pytest.mark.parametrize("small,no_numpy,arrays", [("0", "", True), ("3", "", True),
                                                     ("1000000", "", False), ("0", "1", False)])
 def test_the_source_switches_to_arrays_once_busy(monkeypatch, tmp_path, small, no_numpy,
                                                  arrays):
     """GraphSource.drain: record by record until it has read SMALL_ROUND
-    pages (0: from the first, numpy loaded at once), then as arrays, what
-    the Feed held over handed on first; the text the same either way."""
+    pages (0: from the first, numpy loaded at once), then, the pages read
+    waiting for numpy's import meanwhile, as arrays, what the Feed held
+    over handed on first; the text the same either way."""
     from ftracetools.ring.merge import Feed
     monkeypatch.setenv("FTT_SMALL_ROUND", small)
     monkeypatch.setenv("FTT_NO_NUMPY", no_numpy)
@@ -246,7 +284,10 @@ def test_the_source_switches_to_arrays_once_busy(monkeypatch, tmp_path, small, n
     src.base = src.lost_cpu = {0: 0, 1: 0}
     src.on_lost = lambda c, n: None
     src.formats = (_Fmt(ENT, False), _Fmt(EXT, True))
-    src.arrays, src.loading = None, None
+    # (as GraphSource.__init__ begins numpy's import for a text run)
+    from ftracetools.ring.source import preload
+    src.arrays, src.holding = None, False
+    src.loading = None if no_numpy == "1" else preload("ftracetools.engines.grapharrays")
     src.dec_ent = struct.Struct("<4xiQi").unpack_from
     src.dec_ext = struct.Struct("<4xiQi4xQQ").unpack_from
     src.feed = Feed(src.r, 1024, decode={ENT: src.dec_ent, EXT: src.dec_ext})
@@ -264,4 +305,54 @@ def test_the_source_switches_to_arrays_once_busy(monkeypatch, tmp_path, small, n
             src.loading.module()
     src.finish("duration")
     assert (src.arrays is not None) == arrays
+    assert "".join(lines) == "".join(ref_lines) and len(ref_lines) > 0
+
+
+def test_pages_wait_for_numpy_and_none_is_lost(monkeypatch, tmp_path):
+    """Busy before numpy's import has ended: the rounds' pages are read and
+    kept, no line made, the source waits on the import, not on the kernel;
+    once it has ended every record is made as arrays, the same text."""
+    from ftracetools.ring.merge import Feed
+    monkeypatch.setenv("FTT_SMALL_ROUND", "2")
+    monkeypatch.delenv("FTT_NO_NUMPY", raising=False)
+
+    class Loading:      # a Preload whose import ends after three rounds
+        polls = 0
+
+        def ready(self):
+            Loading.polls += 1
+            return Loading.polls > 3
+
+        def wait(self, timeout):
+            return self.ready()
+
+        def module(self):
+            return ga
+
+    recs = stream(3, True)
+    pages = {c: _pages(recs, c) for c in (0, 1)}
+    ref_lines, lines = [], []
+    ref = _graph(ref_lines)
+    _source(ref)._handle(recs)
+    ref.finish()
+    g = _graph(lines)
+    src = _source(g)
+    src.s = type("S", (), {"dir": str(tmp_path)})()
+    src.r = _Reader(pages)
+    src.base = src.lost_cpu = {0: 0, 1: 0}
+    src.on_lost = lambda c, n: None
+    src.formats = (_Fmt(ENT, False), _Fmt(EXT, True))
+    src.arrays, src.holding, src.loading = None, False, Loading()
+    src.dec_ent = struct.Struct("<4xiQi").unpack_from
+    src.dec_ext = struct.Struct("<4xiQi4xQQ").unpack_from
+    src.feed = Feed(src.r, 1024, decode={ENT: src.dec_ent, EXT: src.dec_ext})
+    src.r.now = 1 << 62
+    held = []
+    for _ in range(6):
+        src.drain()
+        held.append((src.holding, src.feed.backlog(), len(lines)))
+        src.wait(0)
+    src.finish("duration")
+    assert held[0][0] and held[0][1] > 2 and held[0][2] == 0    # read, kept, not made
+    assert src.arrays is not None and not src.holding
     assert "".join(lines) == "".join(ref_lines) and len(ref_lines) > 0

@@ -21,7 +21,7 @@ from ftracetools.ring.reader import RawReader, lost_from_stats, read_stats
 from ftracetools.ring.source import Preload, Source, preload
 
 __all__ = ["fmt_duration", "fmt_proc", "Call", "Graph", "walk", "fold", "GraphSource",
-           "arrays_usable", "HOLD_NS", "MAX_FUNCS", "DEFAULT_KB", "INSTANCE_KB"]
+           "arrays_usable", "numpy_for_text", "HOLD_NS", "MAX_FUNCS", "DEFAULT_KB", "INSTANCE_KB"]
 
 DEFAULT_KB = 4096
 INSTANCE_KB = 16384     # an instance records every function of the traced threads
@@ -289,6 +289,19 @@ def arrays_usable(g: Graph) -> bool:
             and not g.thresh and g.wanted is not None)
 
 
+def numpy_for_text(text: bool) -> Optional[Preload]:
+    """numpy's import, begun in the background for a run whose text the
+    arrays can make (``text``: no trees, no -a, -t or -P), as the tool
+    starts: it ends while the function names load, before function_graph
+    is on. Once it is on every kernel function goes through its
+    trampoline, and the same import took two and a half times the CPU
+    (3.2 s against 1.3 in the 6.1 guest). A run that never gets busy
+    pays it all the same (70 to 140 ms of CPU on the 6.18 host)."""
+    if not text or switches.get("NO_NUMPY") == "1":
+        return None
+    return preload("ftracetools.engines.grapharrays")
+
+
 def _inside(k: Call, p: Call) -> bool:
     """k ran within p, deeper (a sibling a moment after p is not p's)."""
     return p.depth < k.depth and p.entered - SLACK_NS <= k.entered and \
@@ -360,6 +373,8 @@ class GraphSource(Source):
     ``on_lost(cpu, n)``: events lost on a CPU since the last call, as soon
     as they are known (the kernel's text shows ``CPU:N [LOST M EVENTS]``).
     ``every``: the names of every traceable function, to name the callees.
+    ``numpy``: its import begun for the text of busy rounds
+    (``numpy_for_text``).
     """
 
     lost_hint = "use a larger -b, fewer functions, or -m"
@@ -367,8 +382,9 @@ class GraphSource(Source):
     def __init__(self, s, graph: Graph, names: List[str], targets, *, in_instance: bool,
                  maxdepth: int, thresh_ns: int, kb: int, oncpu: bool, noirqs: bool,
                  warn: Callable[[str], None], on_lost: Callable[[int, int], None],
-                 every: List[str]) -> None:
+                 every: List[str], numpy: Optional[Preload] = None) -> None:
         self.s, self.g, self.on_lost = s, graph, on_lost
+        self.loading = numpy if arrays_usable(graph) else None
         s.set("tracing_on", "0")
         s.set_buffer_kb(kb)
         s.set("trace_clock", "mono")
@@ -395,6 +411,13 @@ class GraphSource(Source):
             s.set_option("funcgraph-irqs", False)
         if oncpu:
             s.set_option("sleep-time", False)
+        # Every traceable function (the callees are recorded too); loaded
+        # before tracing starts: reading kallsyms takes seconds in the
+        # emulated guests, which the first records would wait for (and
+        # before the tracer is on, which slows every kernel function).
+        self.amap = symbols.AddrMap.load(s.root, every)
+        if self.loading is not None:    # (see numpy_for_text)
+            self.loading.module()
         targets.arm(s, pid_file="set_ftrace_pid", fork_option="function-fork")
         s.set("current_tracer", "function_graph")
         ent = EventFormat.load(s.root, "ftrace", "funcgraph_entry")
@@ -409,18 +432,14 @@ class GraphSource(Source):
         s.own(r)
         self.base = {c: self._dropped(c) for c in r.cpus}
         self.lost_cpu = dict.fromkeys(r.cpus, 0)
-        # Every traceable function (the callees are recorded too); loaded
-        # before tracing starts: reading kallsyms takes seconds in the
-        # emulated guests, which the first records would wait for.
-        self.amap = symbols.AddrMap.load(s.root, every)
         self.labels: Dict[int, str] = {}    # ip -> name or "0x..", for the hot loop
         # (pid, depth) -> entry time, where exits lack the kernel's call time
         self.starts: Dict[tuple, int] = {}
         # decoded as the pages are walked (numbers only: pid, ip, depth, times)
         self.feed = Feed(r, BACKLOG_PAGES, decode={ent.id: self.dec_ent, ext.id: self.dec_ext})
         self.formats = (ent, ext)
-        self.arrays = None      # engines.grapharrays.GraphArrays, once loaded
-        self.loading: Optional[Preload] = None
+        self.arrays = None      # engines.grapharrays.GraphArrays, once busy
+        self.holding = False    # pages read wait for numpy's import
         self._unread = 0
         self.comms = procs.Comms(lambda: tracefs.saved_cmdlines(s.root))
 
@@ -467,6 +486,8 @@ class GraphSource(Source):
                            ts - starts.pop((v[0], v[2]), ts))
 
     def wait(self, timeout: float) -> object:
+        if self.holding:    # the pages wait for numpy: so do we
+            return self.loading.wait(timeout)
         return self.r.wait(timeout)
 
     def drain(self, final: bool = False) -> int:
@@ -478,7 +499,9 @@ class GraphSource(Source):
         feed, n, deadline = self.feed, 0, time.monotonic() + 0.25
         while True:
             feed.pull()
-            self._arrays_when_busy()
+            self.holding = self._arrays_when_busy(final)
+            if self.holding:
+                break   # numpy's import runs: the pages read wait for it
             upto = None if final else time.monotonic_ns() - HOLD_NS
             if self.arrays is not None:
                 pages, upto = feed.take_pages(upto, ARRAY_CHUNK_PAGES)
@@ -503,33 +526,35 @@ class GraphSource(Source):
         return n + feed.backlog()
 
     # Once this many pages are read (some 30,000 records), the text is made
-    # as arrays (numpy: engines.grapharrays), where the options allow it.
-    # numpy's import runs in the background meanwhile (it takes a second
-    # or more of CPU in the emulated guests): a short run never loads it.
-    # (The tests set SMALL to 0, and to a huge number, for each way.)
+    # as arrays (numpy: engines.grapharrays), where the options allow it;
+    # should numpy's import (begun as the tool started) still run, the
+    # pages read wait for it, not decoded one by one (the kernel's buffer
+    # keeps what does not fit). (The tests set SMALL to 0: arrays from the
+    # first record on; and to a huge number: never.)
     SMALL = 256
     no_arrays = False
 
-    def _arrays_when_busy(self) -> None:
+    def _arrays_when_busy(self, wait: bool = False) -> bool:
+        """Switch to arrays once busy; True while the pages wait for numpy."""
         if self.arrays is not None or self.no_arrays:
-            return
+            return False
         small = int(switches.get("SMALL_ROUND", str(self.SMALL)))
-        if self.loading is None:
-            if self.r.pages >= small and self.timed and arrays_usable(self.g) \
-                    and switches.get("NO_NUMPY") != "1":
-                self.loading = preload("ftracetools.engines.grapharrays")
-            if self.loading is None or small:
-                return
-        if small and not self.loading.ready():
-            return      # (0: arrays from the first record on, for the tests)
+        if self.r.pages < small:
+            return False
+        if self.loading is None or not self.timed:
+            self.no_arrays = True   # (the options, an old kernel's exits, or no numpy)
+            return False
+        if small and not wait and not self.loading.ready():
+            return True
         mod, self.loading = self.loading.module(), None
-        if mod is None:     # no numpy: record by record
+        if mod is None:
             self.no_arrays = True
-            return
+            return False
         known, name = self.labels.get, self._name
         self.arrays = mod.GraphArrays(self.g, self.r.layout, *self.formats,
                                       name=lambda ip: known(ip) or name(ip),
                                       note_lost=self.r.note_lost)
+        return False
 
     def finish(self, why: str) -> None:
         """All that is left in the buffer; after Ctrl-C at most half a

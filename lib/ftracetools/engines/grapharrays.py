@@ -176,60 +176,57 @@ class GraphArrays:
     def _inside(self, rec, fid, wanted_n):
         """Which records lie in the wanted calls, their depth below the
         call, and each task's open call at the end (None: none); None
-        where the records are not the regular case."""
+        where the records are not the regular case.
+
+        An interrupt taken as a wanted call returns comes at the call's
+        own depth, before its exit (6.1 under QEMU: one in some thousands
+        of calls, so in most large rounds): it and what it called are cut
+        out, as the Graph drops them, and the spans found again."""
         g = self.g
         pid_r, depth_r, ext_r = rec["pid"], rec["depth"], rec["exit"]
         n = len(pid_r)
         op = np.argsort(pid_r, kind="stable")
         P, D, X = pid_r[op], depth_r[op], ext_r[op]
-        W = wanted_n[fid[op]] & ~X
+        F = fid[op]
+        W = wanted_n[F] & ~X
         brk = np.nonzero(P[1:] != P[:-1])[0] + 1
         gs = np.concatenate(([0], brk))
         ge = np.concatenate((brk, [n]))
         gpid = P[gs].tolist()
-        # candidates: wanted entries (at 2i) and calls open from before (at 2gs-1)
-        ci = np.nonzero(W)[0]
-        c_pos, c_dep, c_grp_end = [ci * 2], [D[ci]], [None]
         carried = [(k, g.base[p]) for k, p in enumerate(gpid) if p in g.base]
-        grp_of = np.searchsorted(gs, ci, "right") - 1
-        c_grp_end[0] = ge[grp_of]
-        if carried:
-            kk = np.array([k for k, _b in carried], np.int64)
-            c_pos.append(gs[kk] * 2 - 1)
-            c_dep.append(np.array([b for _k, b in carried], np.int64))
-            c_grp_end.append(ge[kk])
-        pos2 = np.concatenate(c_pos)
-        dep = np.concatenate(c_dep)
-        gend = np.concatenate(c_grp_end)
-        o = np.argsort(pos2, kind="stable")
-        pos2, dep, gend = pos2[o], dep[o], gend[o]
-        # each candidate's end: the first record after it at its depth or above
-        end = np.empty(len(pos2), np.int64)
-        for dv in np.unique(dep).tolist():
-            sel = np.nonzero(dep == dv)[0]
-            le = np.nonzero(D <= dv)[0]
-            k = np.searchsorted(le * 2, pos2[sel], "right")
-            j = le[np.minimum(k, len(le) - 1)] if len(le) else np.zeros(len(k), np.int64)
-            j = np.where(k < len(le), j, n)
-            end[sel] = np.minimum(j, gend[sel])
-        closed = end < gend
-        # the outermost: not inside an earlier candidate's span (one
-        # open at the round's end reaches its task's last record)
-        reach = np.where(closed, end * 2, gend * 2 - 2)
-        prior = np.maximum.accumulate(np.concatenate(([-2], reach[:-1])))
-        start = pos2 > prior
-        s_pos, s_dep, s_end, s_closed = pos2[start], dep[start], end[start], closed[start]
+        cut = np.zeros(n, bool)         # the interrupts' records
+        for _ in range(8):
+            spans = self._spans(D, X, W, cut, gs, ge, carried, n)
+            s_pos, s_dep, s_end, s_closed = spans
+            bad = s_closed.copy()
+            if len(s_pos):
+                sc = s_end[s_closed]
+                bad[s_closed] = ~(X[sc] & (D[sc] == s_dep[s_closed]))
+            if not bad.any():
+                break
+            # each bad end must be an interrupt: an entry of another function
+            # at the call's depth or above, ended by its own exit
+            j = s_end[bad]
+            if X[j].any() or W[j].any():
+                return None     # a shallower exit, or a wanted call's exit lost
+            for jj, sd in zip(j.tolist(), D[j].tolist()):
+                k = jj + 1
+                grp_end = ge[np.searchsorted(gs, jj, "right") - 1]
+                while k < grp_end and (cut[k] or D[k] > sd):
+                    k += 1
+                if k == grp_end or not X[k] or D[k] != sd or F[k] != F[jj]:
+                    return None     # open past the round, or its exit lost
+                cut[jj:k + 1] = True
+        else:
+            return None
         if not len(s_pos):
             return np.zeros(n, bool), np.zeros(n, np.int64), {}
-        sc = s_end[s_closed]
-        if len(sc) and not (X[sc] & (D[sc] == s_dep[s_closed])).all():
-            return None     # an entry at the call's depth or above, or a shallower exit
         first = (s_pos + 1) // 2        # the first record of each span
         last = np.where(s_closed, s_end, ge[np.searchsorted(gs, first, "right") - 1] - 1)
         mark = np.zeros(n + 1, np.int64)
         np.add.at(mark, first, 1)
         np.add.at(mark, last + 1, -1)
-        inside = np.cumsum(mark)[:n] > 0
+        inside = (np.cumsum(mark)[:n] > 0) & ~cut
         sid = np.searchsorted(first, np.arange(n), "right") - 1
         dd = D - s_dep[np.maximum(sid, 0)]
         if g.maxdepth:
@@ -244,6 +241,42 @@ class GraphArrays:
         for gi, c, b in zip(s_grp.tolist(), s_closed.tolist(), s_dep.tolist()):
             new_base[gpid[gi]] = None if c else b
         return keep, d, new_base
+
+    @staticmethod
+    def _spans(D, X, W, cut, gs, ge, carried, n):
+        """The outermost wanted calls of each task (records in task order,
+        those ``cut`` left out): where each starts (2i for record i, 2gs-1
+        for a call open from before the round), its depth, the first
+        record after it at its depth or above (its end), and whether that
+        end is in the round."""
+        ci = np.nonzero(W & ~cut)[0]
+        grp_of = np.searchsorted(gs, ci, "right") - 1
+        c_pos, c_dep, c_grp_end = [ci * 2], [D[ci]], [ge[grp_of]]
+        if carried:
+            kk = np.array([k for k, _b in carried], np.int64)
+            c_pos.append(gs[kk] * 2 - 1)
+            c_dep.append(np.array([b for _k, b in carried], np.int64))
+            c_grp_end.append(ge[kk])
+        pos2 = np.concatenate(c_pos)
+        dep = np.concatenate(c_dep)
+        gend = np.concatenate(c_grp_end)
+        o = np.argsort(pos2, kind="stable")
+        pos2, dep, gend = pos2[o], dep[o], gend[o]
+        end = np.empty(len(pos2), np.int64)
+        for dv in np.unique(dep).tolist():
+            sel = np.nonzero(dep == dv)[0]
+            le = np.nonzero((D <= dv) & ~cut)[0]
+            k = np.searchsorted(le * 2, pos2[sel], "right")
+            j = le[np.minimum(k, len(le) - 1)] if len(le) else np.zeros(len(k), np.int64)
+            j = np.where(k < len(le), j, n)
+            end[sel] = np.minimum(j, gend[sel])
+        closed = end < gend
+        # the outermost: not inside an earlier candidate's span (one
+        # open at the round's end reaches its task's last record)
+        reach = np.where(closed, end * 2, gend * 2 - 2)
+        prior = np.maximum.accumulate(np.concatenate(([-2], reach[:-1])))
+        start = pos2 > prior
+        return pos2[start], dep[start], end[start], closed[start]
 
     def _lines(self, rec, ki, f, d, names: List[str], index: Dict[str, int]) -> None:
         """The lines of the kept records (round order ``ki``), with the

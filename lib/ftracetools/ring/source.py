@@ -77,6 +77,11 @@ class Preload:
         self._t.join()
         return self.mod
 
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the import; True once it ended."""
+        self._t.join(max(0.0, timeout))
+        return self.ready()
+
     def hold(self, round_, wait: bool = False):
         self.held.append(round_)
         if not (wait or self.ready()):
