@@ -260,6 +260,23 @@ class _Reader:
         return bool(self.todo)
 
 
+def _busy_source(g, pages, tmp_path, loading):
+    """A GraphSource reading the pages (``_Reader``), its Graph ``g``, its
+    numpy import ``loading`` (or None)."""
+    from ftracetools.ring.merge import Feed
+    src = _source(g)
+    src.s = type("S", (), {"dir": str(tmp_path)})()
+    src.r = _Reader(pages)
+    src.base = src.lost_cpu = {0: 0, 1: 0}
+    src.on_lost = lambda c, n: None
+    src.formats = (_Fmt(ENT, False), _Fmt(EXT, True))
+    src.arrays, src.holding, src.loading = None, False, loading
+    src.dec_ent = struct.Struct("<4xiQi").unpack_from
+    src.dec_ext = struct.Struct("<4xiQi4xQQ").unpack_from
+    src.feed = Feed(src.r, 1024, decode={ENT: src.dec_ent, EXT: src.dec_ext})
+    return src
+
+
 @pytest.mark.parametrize("small,no_numpy,arrays", [("0", "", True), ("3", "", True),
                                                     ("1000000", "", False), ("0", "1", False)])
 def test_the_source_switches_to_arrays_once_busy(monkeypatch, tmp_path, small, no_numpy,
@@ -268,7 +285,6 @@ def test_the_source_switches_to_arrays_once_busy(monkeypatch, tmp_path, small, n
     pages (0: from the first, numpy loaded at once), then, the pages read
     waiting for numpy's import meanwhile, as arrays, what the Feed held
     over handed on first; the text the same either way."""
-    from ftracetools.ring.merge import Feed
     monkeypatch.setenv("FTT_SMALL_ROUND", small)
     monkeypatch.setenv("FTT_NO_NUMPY", no_numpy)
     recs = stream(8, False)
@@ -277,20 +293,10 @@ def test_the_source_switches_to_arrays_once_busy(monkeypatch, tmp_path, small, n
     ref = _graph(ref_lines)
     _source(ref)._handle(recs)
     ref.finish()
-    g = _graph(lines)
-    src = _source(g)
-    src.s = type("S", (), {"dir": str(tmp_path)})()
-    src.r = _Reader(pages)
-    src.base = src.lost_cpu = {0: 0, 1: 0}
-    src.on_lost = lambda c, n: None
-    src.formats = (_Fmt(ENT, False), _Fmt(EXT, True))
-    # (as GraphSource.__init__ begins numpy's import for a text run)
+    # (numpy's import begun, as the tool does for a text run)
     from ftracetools.ring.source import preload
-    src.arrays, src.holding = None, False
-    src.loading = None if no_numpy == "1" else preload("ftracetools.engines.grapharrays")
-    src.dec_ent = struct.Struct("<4xiQi").unpack_from
-    src.dec_ext = struct.Struct("<4xiQi4xQQ").unpack_from
-    src.feed = Feed(src.r, 1024, decode={ENT: src.dec_ent, EXT: src.dec_ext})
+    src = _busy_source(_graph(lines), pages, tmp_path, None if no_numpy == "1" else
+                       preload("ftracetools.engines.grapharrays"))
     # the clock: a few pages further each round; records within HOLD_NS
     # of it wait for the next
     import time
@@ -312,7 +318,6 @@ def test_pages_wait_for_numpy_and_none_is_lost(monkeypatch, tmp_path):
     """Busy before numpy's import has ended: the rounds' pages are read and
     kept, no line made, the source waits on the import, not on the kernel;
     once it has ended every record is made as arrays, the same text."""
-    from ftracetools.ring.merge import Feed
     monkeypatch.setenv("FTT_SMALL_ROUND", "2")
     monkeypatch.delenv("FTT_NO_NUMPY", raising=False)
 
@@ -335,17 +340,7 @@ def test_pages_wait_for_numpy_and_none_is_lost(monkeypatch, tmp_path):
     ref = _graph(ref_lines)
     _source(ref)._handle(recs)
     ref.finish()
-    g = _graph(lines)
-    src = _source(g)
-    src.s = type("S", (), {"dir": str(tmp_path)})()
-    src.r = _Reader(pages)
-    src.base = src.lost_cpu = {0: 0, 1: 0}
-    src.on_lost = lambda c, n: None
-    src.formats = (_Fmt(ENT, False), _Fmt(EXT, True))
-    src.arrays, src.holding, src.loading = None, False, Loading()
-    src.dec_ent = struct.Struct("<4xiQi").unpack_from
-    src.dec_ext = struct.Struct("<4xiQi4xQQ").unpack_from
-    src.feed = Feed(src.r, 1024, decode={ENT: src.dec_ent, EXT: src.dec_ext})
+    src = _busy_source(_graph(lines), pages, tmp_path, Loading())
     src.r.now = 1 << 62
     held = []
     for _ in range(6):
