@@ -95,6 +95,20 @@ def _source(g):
     return src
 
 
+def _reference(recs, **opts) -> str:
+    """The Graph's text of the records fed one by one (the reference)."""
+    lines = []
+    ref = _graph(lines, **opts)
+    _source(ref)._handle(recs)
+    ref.finish()
+    return "".join(lines)
+
+
+def _arrays(g):
+    return ga.GraphArrays(g, PageLayout("/nonexistent"), _Fmt(ENT, False), _Fmt(EXT, True),
+                          name=NAMES.get, note_lost=lambda n: None)
+
+
 def _cuts(rng, n):
     cuts = sorted(rng.sample(range(1, n), min(n - 1, rng.randrange(20, 60))))
     return list(zip([0] + cuts, cuts + [n]))
@@ -112,8 +126,7 @@ def test_arrays_make_the_graphs_text(seed, top_level, opts):
     rsrc = _source(ref)
     g = _graph(lines, **opts)
     src = _source(g)
-    arr = ga.GraphArrays(g, PageLayout("/nonexistent"), _Fmt(ENT, False), _Fmt(EXT, True),
-                         name=NAMES.get, note_lost=lambda n: None)
+    arr = _arrays(g)
     made = 0
     for i, (a, b) in enumerate(_cuts(rng, len(recs))):
         rsrc._handle(recs[a:b])
@@ -136,20 +149,17 @@ def test_arrays_make_the_graphs_text(seed, top_level, opts):
 
 def _arrays_or_graph(recs):
     """(made as arrays?, the text, the Graph's text fed record by record)."""
-    ref_lines, lines = [], []
-    ref = _graph(ref_lines)
-    _source(ref)._handle(recs)
-    ref.finish()
+    lines = []
+    ref_text = _reference(recs)
     g = _graph(lines)
-    arr = ga.GraphArrays(g, PageLayout("/nonexistent"), _Fmt(ENT, False), _Fmt(EXT, True),
-                         name=NAMES.get, note_lost=lambda n: None)
+    arr = _arrays(g)
     rec = arr.take([], None, recs)
     made = arr.text(rec)
     if not made:
         assert not g.base and not g.pending and not g.entered and not lines
         _source(g)._handle(arr.tuples(rec))
     g.finish()
-    return made, "".join(lines), "".join(ref_lines)
+    return made, "".join(lines), ref_text
 
 
 def test_an_interrupt_at_the_calls_depth_is_cut_out_as_arrays():
@@ -209,13 +219,10 @@ def test_pages_decoded_as_arrays_make_the_same_text():
     """From the kernel's pages: decoded and merged across CPUs as arrays,
     the records make the text the Graph makes of them fed one by one."""
     recs = stream(5, False)
-    ref_lines, lines = [], []
-    ref = _graph(ref_lines)
-    _source(ref)._handle(recs)
-    ref.finish()
+    lines = []
+    ref_text = _reference(recs)
     g = _graph(lines)
-    arr = ga.GraphArrays(g, PageLayout("/nonexistent"), _Fmt(ENT, False), _Fmt(EXT, True),
-                         name=NAMES.get, note_lost=lambda n: None)
+    arr = _arrays(g)
     pages = {c: _pages(recs, c) for c in (0, 1)}
     assert min(len(p) for p in pages.values()) >= 3
     order = sorted(((int.from_bytes(p[:8], "little"), c, i) for c in pages
@@ -231,7 +238,7 @@ def test_pages_decoded_as_arrays_make_the_same_text():
             _source(g)._handle(arr.tuples(rec))
         g.flush_lines()
     g.finish()
-    assert "".join(lines) == "".join(ref_lines) and len(ref_lines) > 0
+    assert "".join(lines) == ref_text and len(ref_text) > 0
 
 
 class _Reader:
@@ -289,10 +296,8 @@ def test_the_source_switches_to_arrays_once_busy(monkeypatch, tmp_path, small, n
     monkeypatch.setenv("FTT_NO_NUMPY", no_numpy)
     recs = stream(8, False)
     pages = {c: _pages(recs, c) for c in (0, 1)}
-    ref_lines, lines = [], []
-    ref = _graph(ref_lines)
-    _source(ref)._handle(recs)
-    ref.finish()
+    lines = []
+    ref_text = _reference(recs)
     # (numpy's import begun, as the tool does for a text run)
     from ftracetools.ring.source import preload
     src = _busy_source(_graph(lines), pages, tmp_path, None if no_numpy == "1" else
@@ -311,7 +316,7 @@ def test_the_source_switches_to_arrays_once_busy(monkeypatch, tmp_path, small, n
             src.loading.module()
     src.finish("duration")
     assert (src.arrays is not None) == arrays
-    assert "".join(lines) == "".join(ref_lines) and len(ref_lines) > 0
+    assert "".join(lines) == ref_text and len(ref_text) > 0
 
 
 def test_pages_wait_for_numpy_and_none_is_lost(monkeypatch, tmp_path):
@@ -336,10 +341,8 @@ def test_pages_wait_for_numpy_and_none_is_lost(monkeypatch, tmp_path):
 
     recs = stream(3, True)
     pages = {c: _pages(recs, c) for c in (0, 1)}
-    ref_lines, lines = [], []
-    ref = _graph(ref_lines)
-    _source(ref)._handle(recs)
-    ref.finish()
+    lines = []
+    ref_text = _reference(recs)
     src = _busy_source(_graph(lines), pages, tmp_path, Loading())
     src.r.now = 1 << 62
     held = []
@@ -350,4 +353,4 @@ def test_pages_wait_for_numpy_and_none_is_lost(monkeypatch, tmp_path):
     src.finish("duration")
     assert held[0][0] and held[0][1] > 2 and held[0][2] == 0    # read, kept, not made
     assert src.arrays is not None and not src.holding
-    assert "".join(lines) == "".join(ref_lines) and len(ref_lines) > 0
+    assert "".join(lines) == ref_text and len(ref_text) > 0
