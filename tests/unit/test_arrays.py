@@ -188,3 +188,28 @@ def test_walked_pages_take_short_reads_in_their_place():
         elif p is not short[2]:
             want += [(i,) + r for r in walked([p])]
     assert got == want
+
+
+@pytest.mark.parametrize("fmt", ["u1", "i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "S5"])
+def test_field_reads_every_size_at_every_offset(fmt):
+    """A field at any byte offset of the payload, of any size and sign (the
+    whole-word ways and the byte-by-byte way), against struct's reading
+    of the same bytes, records of several sizes mixed."""
+    rng = random.Random(fmt)
+    recs = []
+    for i in range(60):
+        size = rng.choice([24, 28, 40])
+        body = bytes(rng.randrange(256) for _ in range(size))
+        recs.append(struct.pack("<I", (rng.randint(0, 99) << 5) | (size // 4)) + body)
+    pages = [page(1000, recs[:30]), page(2000, recs[30:])]
+    w = vecpages.WalkedPages(LAYOUT)
+    rec, _ = w.decode(pages)
+    bodies = [r[4:] for r in recs]
+    code = {"u1": "B", "i1": "b", "<u2": "<H", "<i2": "<h", "<u4": "<I", "<i4": "<i",
+            "<u8": "<Q", "<i8": "<q", "S5": "5s"}[fmt]
+    for off in range(0, 24 - struct.calcsize(code) + 1):
+        got = w.field(rec, off, fmt).tolist()
+        want = [struct.unpack_from(code, b, off)[0] for b in bodies]
+        if fmt[0] == "S":   # (numpy's strings end at their first trailing NUL)
+            want = [v.rstrip(b"\0") for v in want]
+        assert got == want, off

@@ -217,11 +217,15 @@ class WalkedPages:
         numpy format ``fmt``: ``<u4``, ``<i8``, ``S16``...) of each record."""
         dt = np.dtype(fmt)
         at = rec["at"] + offset
-        if at.size and not offset % 4 and dt.kind in "iu" and dt.itemsize in (4, 8):
-            i = at // 4         # aligned: whole words
-            v = self.words[i].astype(np.uint64)
-            if dt.itemsize == 8:
+        size = dt.itemsize
+        if at.size and dt.kind in "iu" and dt.byteorder != ">":
+            # (payloads start on a word)
+            if size in (1, 2, 4) and not offset % size:
+                return self.words.view(dt)[at // size]
+            if size == 8 and not offset % 4:
+                i = at // 4
+                v = self.words[i].astype(np.uint64)
                 v |= self.words[i + 1].astype(np.uint64) << np.uint64(32)
-            return v.astype(dt)
+                return v.astype(dt)
         raw = self.words.view(np.uint8)[at[:, None] + np.arange(dt.itemsize)]
         return np.ascontiguousarray(raw).view(dt).reshape(-1)
