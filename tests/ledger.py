@@ -120,7 +120,9 @@ TIERS: Dict[str, Dict] = {
             "needs function_graph",
         "tests/live/test_funcgraph.py::test_maxdepth_and_the_top_level_shared":
             "needs function_graph",
-        "tests/live/test_funcgraph.py::test_same_tree_as_trace_cmd":
+        "tests/live/test_funcgraph.py::test_same_tree_as_trace_cmd[records]":
+            "needs function_graph",
+        "tests/live/test_funcgraph.py::test_same_tree_as_trace_cmd[arrays]":
             "needs function_graph",
         "tests/live/test_iolatency.py::test_counts_every_io_exactly[kernel]":
             "needs hist",
@@ -198,7 +200,7 @@ TIERS: Dict[str, Dict] = {
             "needs kprobes",
     }},
     # Debian 12's 6.1: no fprobes (6.5+), no function profiler
-    "vm 6.1": {"min_run": 74, "skips": {
+    "vm 6.1": {"min_run": 75, "skips": {
         "tests/live/test_funclatency.py::test_every_call_counted_in_its_bucket[fprobe-hist]":
             "needs fprobes",
         "tests/live/test_funclatency.py::test_slower_prints_exactly_the_slow_calls[fprobe-hist]":
@@ -220,7 +222,7 @@ TIERS: Dict[str, Dict] = {
             "needs hist_stacktrace",
     }},
     # Debian 12's 6.12: no function profiler (CONFIG_FUNCTION_PROFILER off)
-    "vm 6.12": {"min_run": 82, "skips": {
+    "vm 6.12": {"min_run": 83, "skips": {
         "tests/live/test_funccount.py::test_exact_count_unfiltered[profiler]":
             "needs function_profiler",
     }},

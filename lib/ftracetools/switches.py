@@ -22,8 +22,7 @@ SWITCHES = {
     "METHOD": "funccount: count with this method or refuse",
     "NO_NUMPY": "1: the engines' pure-Python paths even where numpy is installed",
     "SMALL_ROUND": "PAGES: schedtrace's and funccount's rounds below this size go event by "
-                   "event; funcgraph makes its text as arrays (off without this switch) "
-                   "once it has read this many",
+                   "event; funcgraph goes record by record until it has read this many",
 }
 
 

@@ -220,14 +220,16 @@ def test_maxdepth_and_the_top_level_shared():
 
 
 @pytest.mark.needs("function_graph")
-def test_same_tree_as_trace_cmd(tmp_path):
-    # (the arrays' way, FTT_SMALL_ROUND=0, is off for now: see
-    # callgraph.numpy_for_text)
+@pytest.mark.parametrize("rounds", ["records", "arrays"])
+def test_same_tree_as_trace_cmd(tmp_path, rounds):
+    """The text, made record by record or as arrays (numpy, from the first
+    record on), holds the trees trace-cmd shows of the same calls."""
     tc = shutil.which("trace-cmd")
     if tc is None:
         pytest.fail("trace-cmd is not installed (apt-get install trace-cmd)")
     func = getppid_function()
-    rc, out, err = traced("-T", func)
+    rc, out, err = traced("-T", func, env={
+        "FTT_SMALL_ROUND": "0" if rounds == "arrays" else "1000000000"})
     assert rc == 0, err
     ours = text_trees(out)
     assert len(ours) == N

@@ -297,11 +297,7 @@ def numpy_for_text(text: bool) -> Optional[Preload]:
     trampoline, and the same import took two and a half times the CPU
     (3.2 s against 1.3 in the 6.1 guest). A run that never gets busy
     pays it all the same (70 to 140 ms of CPU on the 6.18 host)."""
-    if not text or switches.get("NO_NUMPY") == "1" or switches.get("SMALL_ROUND") is None:
-        # Off unless a test asks for it: in the CI run of 35c15bb, Python
-        # died of a general protection fault inside numpy in both guests,
-        # three times, with function_graph on, leaving the kernel's
-        # settings changed. Until that is understood, record by record.
+    if not text or switches.get("NO_NUMPY") == "1":
         return None
     return preload("ftracetools.engines.grapharrays")
 
