@@ -35,6 +35,7 @@ def loop():
 # high-rate test runs unbounded and holds the tool to what it reports.
 CAPPED = "10000"
 
+
 def summary(err: str):
     """(completed, shown, unmatched) from the last line of accounting."""
     m = SUMMARY.search(err)

@@ -232,8 +232,8 @@ def guest_script(args: argparse.Namespace, rel: str, extra: List[str]) -> str:
         # argsort, all four lanes' addresses mapped and readable in the
         # core, the lane already done holding a value that is not at its
         # address; the host's CPUs never fault there. It killed iolatency
-        # and funcgraph (numpy's unique sorts with it) mid-run, their
-        # settings left for the next run to restore.
+        # mid-run (its settings left for the next run to restore), and most
+        # likely funcgraph's arrays before (numpy's unique sorts with it).
         "export NPY_DISABLE_CPU_FEATURES='X86_V3 X86_V4 AVX512_ICL AVX512_SPR'",
         # the whole selection runs: every skip must be in tests/ledger.py
         "export FTT_LEDGER=%d" % (0 if extra else 1),

@@ -179,7 +179,9 @@ class VecStream(Stream):
         dev = ev["dev"]
         one_dev = not len(dev) or (dev == dev[0]).all()
         n = len(so)
-        if one_dev and n and -(1 << 62) // n < so.min() and so.max() < (1 << 62) // n:
+        if not n:
+            return ev, ev
+        if one_dev and -(1 << 62) // n < so.min() and so.max() < (1 << 62) // n:
             # as lexsort((ts2, so)), a quarter of its time: rank by time
             # (the pages come in runs already in time order), then sort the
             # key and the rank made one number; the rank is its remainder.
@@ -189,8 +191,6 @@ class VecStream(Stream):
             order = by_time[np.sort(so[by_time] * n + np.arange(n)) % n]
         else:
             order = np.lexsort((ts2, so) if one_dev else (ts2, so, dev))
-        if not n:
-            return ev, ev
         # (positions below are in that order; order[] maps them back: the
         # arrays themselves are not sorted, only what is taken from them)
         key_change = np.ones(n, bool)
