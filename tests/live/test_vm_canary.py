@@ -171,3 +171,36 @@ def test_hist_trigger_counts_getppid(tracefs_root: str) -> None:
             count = int(m.group(1))
     assert count == N, "hist:\n%s" % hist
 
+
+
+# numpy 2's dispatch targets for x86 are levels: X86_V3 is its AVX2 code
+_AVX2 = ("import numpy; from numpy._core._multiarray_umath import __cpu_features__ as f; "
+         "print(f['X86_V3'])")
+_GUARDED = "from ftracetools.host import cpus; print(cpus.guard_numpy()); " + _AVX2
+
+
+@pytest.mark.vm
+def test_numpy_kept_from_avx2_under_emulation() -> None:
+    """Under QEMU's software emulation (the guests) the tools' numpy runs
+    without its AVX2 code, whose gathers the emulator faults on (see
+    host.cpus): the emulated CPU offers AVX2, and the library's guard, as
+    every tool calls it, turns it off (numpy's X86_V3 level, where its
+    AVX2 code is), with no warning from numpy. On real CPUs the guard does
+    nothing."""
+    import subprocess
+    import sys
+    import tooling
+    env = dict(os.environ, PYTHONPATH=os.path.join(tooling.REPO, "lib"))
+    env.pop("NPY_DISABLE_CPU_FEATURES", None)
+    plain = subprocess.run([sys.executable, "-c", _AVX2], env=env, capture_output=True,
+                           text=True, timeout=120)
+    guarded = subprocess.run([sys.executable, "-c", _GUARDED], env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert plain.returncode == 0 and guarded.returncode == 0, (plain.stderr, guarded.stderr)
+    assert guarded.stderr == "", guarded.stderr
+    set_it, avx2 = guarded.stdout.split()
+    if tooling.EMULATED:
+        assert plain.stdout.strip() == "True", "the emulated CPU offers no AVX2 here"
+        assert (set_it, avx2) == ("True", "False"), guarded.stdout
+    else:
+        assert (set_it, avx2) == ("False", plain.stdout.strip()), guarded.stdout

@@ -119,7 +119,8 @@ def _bin_sources():
     ("the hist parser", r"Dropped|# event histogram", {"kernel/triggers.py"}),
     ("percentiles", r"def \w*percentile|p / 100|p \* n // 100", {"report/histogram.py"}),
     ("the buffer-size rule", r"MemAvailable", {"kernel/buffers.py"}),
-    ("the test switches", r"os\.environ", {"switches.py"}),
+    # the test switches, and the one variable set for numpy under emulation
+    ("the environment", r"os\.environ", {"switches.py", "host/cpus.py"}),
     ("names given to kernel objects", r'"ftt_', {"kernel/triggers.py"}),
 ])
 def test_done_once(what, pattern, home):

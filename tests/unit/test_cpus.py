@@ -29,3 +29,57 @@ def test_cpumask():
     assert cpus.to_cpumask({1}, "ff") == "02"
     assert cpus.to_cpumask({0, 33}, "ffffffff,ffffffff") == "00000002,00000001"
     assert cpus.format_cpulist({0, 2, 3, 5}) == "0,2-3,5"
+
+
+TCG = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: QEMU TCG CPU version 2.5+\n"
+REAL = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) CPU\n"
+
+
+@pytest.fixture
+def npy_env(monkeypatch):
+    monkeypatch.delenv("NPY_DISABLE_CPU_FEATURES", raising=False)
+    monkeypatch.setattr(cpus, "guarded", "")
+    yield monkeypatch
+
+
+def _cpuinfo(tmp_path, text):
+    p = tmp_path / "cpuinfo"
+    p.write_text(text)
+    return str(p)
+
+
+def test_numpy_guarded_under_tcg_only(tmp_path, npy_env):
+    import os
+    assert cpus.emulated(_cpuinfo(tmp_path, TCG))
+    assert not cpus.emulated(_cpuinfo(tmp_path, REAL))
+    assert not cpus.emulated(str(tmp_path / "absent"))
+    assert not cpus.guard_numpy(_cpuinfo(tmp_path, REAL))
+    assert "NPY_DISABLE_CPU_FEATURES" not in os.environ
+    assert cpus.guard_numpy(_cpuinfo(tmp_path, TCG))
+    assert os.environ["NPY_DISABLE_CPU_FEATURES"] == cpus.NUMPY_OFF
+    # AVX2, whose gathers fault: numpy 2's level and numpy 1's feature
+    assert {"X86_V3", "AVX2"} <= set(cpus.NUMPY_OFF.split())
+
+
+def test_users_own_numpy_setting_stands(tmp_path, npy_env):
+    import os
+    npy_env.setenv("NPY_DISABLE_CPU_FEATURES", "AVX512F")
+    assert not cpus.guard_numpy(_cpuinfo(tmp_path, TCG))
+    assert os.environ["NPY_DISABLE_CPU_FEATURES"] == "AVX512F"
+
+
+@pytest.mark.parametrize("users", [None, "AVX512F"])
+def test_command_does_not_inherit_the_guard(tmp_path, npy_env, users):
+    """A command run with -c sees the user's environment: our setting is
+    gone in it, the user's own stays."""
+    from ftracetools.host import procs
+    if users:
+        npy_env.setenv("NPY_DISABLE_CPU_FEATURES", users)
+    cpus.guard_numpy(_cpuinfo(tmp_path, TCG))
+    out = tmp_path / "env"
+    c = procs.Command("sh -c 'printf %%s \"${NPY_DISABLE_CPU_FEATURES-unset}\" > %s'" % out)
+    c.go()
+    while not c.done():
+        pass
+    assert c.status == 0
+    assert out.read_text() == (users or "unset")

@@ -27,6 +27,7 @@ from ftracetools.cli.export import exporter
 from ftracetools.cli.loop import banner, trace, trace_loop, warn
 from ftracetools.cli.targets import Targets
 from ftracetools.errors import Interrupted, Status, ToolError, UsageError
+from ftracetools.host import cpus
 from ftracetools.kernel import signals
 from ftracetools.report.outfile import whole_stdout
 
@@ -44,6 +45,7 @@ def run(tool: str, doc: str, body: Callable[[Dict], int],
         warn(tool, "the docopt-ng module is missing: python3 -m pip install docopt-ng")
         return 1
     signals.install()
+    cpus.guard_numpy()   # before any numpy import: see its docstring
     argv = sys.argv[1:] if argv is None else argv
     try:
         try:

@@ -1,11 +1,28 @@
-"""CPU lists (``3``, ``0,2-3``) and the kernel's hex cpumasks."""
+"""CPU lists (``3``, ``0,2-3``) and the kernel's hex cpumasks; the one
+CPU whose emulation numpy must be kept from (``guard_numpy``)."""
 
+import os
 import re
 from typing import Iterable, List, Set
 
 from ftracetools.errors import UsageError
 
-__all__ = ["online", "possible", "parse_cpulist", "format_cpulist", "to_cpumask"]
+__all__ = ["online", "possible", "parse_cpulist", "format_cpulist", "to_cpumask",
+           "emulated", "guard_numpy", "unguard_env", "NUMPY_OFF"]
+
+#: numpy's CPU features left off under QEMU's software emulation (TCG):
+#: QEMU 7.2's TCG raises a general protection fault on AVX2 gathers a real
+#: CPU completes (seen in a guest's core: ``vpgatherqq`` in numpy's AVX2
+#: argsort, every lane's address mapped, trap 13). numpy's argsort and
+#: ``unique(..., return_inverse=True)`` use them; the tool dies mid-run.
+#: numpy 2 names its x86 targets by level (X86_V3 holds its AVX2 code),
+#: numpy 1 by feature; each ignores the other's names (an ImportWarning,
+#: hidden by default), so both are named.
+NUMPY_OFF = ("X86_V3 X86_V4 AVX512_ICL AVX512_SPR "
+             "AVX2 FMA3 AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX AVX512_CNL")
+_NPY_ENV = "NPY_DISABLE_CPU_FEATURES"
+#: the value ``guard_numpy`` set, so that a command we run does not inherit it
+guarded = ""
 
 
 def _read_list(path: str) -> Set[int]:
@@ -49,6 +66,35 @@ def parse_cpulist(text: str, check: bool = True) -> Set[int]:
             raise UsageError("-C %s: CPU %s not online" % (text, format_cpulist(bad)),
                              "online: %s" % format_cpulist(sorted(on)))
     return cpus
+
+
+def emulated(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """The CPU is QEMU's software emulation: TCG names its CPU models so
+    ("QEMU TCG CPU version 2.5+"); under KVM the model is the host's."""
+    try:
+        with open(cpuinfo, "rb") as f:
+            head = f.read(2048)   # the first CPU's model name is near the top
+    except OSError:
+        return False
+    return b"QEMU TCG CPU" in head
+
+
+def guard_numpy(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Before numpy is imported: under TCG, numpy without its AVX2 and
+    later code (``NUMPY_OFF``). A user's own ``NPY_DISABLE_CPU_FEATURES``
+    stands. True when this set it (``procs.Command`` then keeps it from
+    the command it runs)."""
+    global guarded
+    if _NPY_ENV in os.environ or not emulated(cpuinfo):
+        return False
+    os.environ[_NPY_ENV] = guarded = NUMPY_OFF
+    return True
+
+
+def unguard_env() -> None:
+    """In a child about to exec a user's command: our setting gone."""
+    if guarded and os.environ.get(_NPY_ENV) == guarded:
+        del os.environ[_NPY_ENV]
 
 
 def format_cpulist(cpus: Iterable[int]) -> str:

@@ -9,6 +9,7 @@ import time
 from typing import Callable, Dict, List, Optional
 
 from ftracetools.errors import CommandError, ToolError, UsageError
+from ftracetools.host import cpus
 
 __all__ = ["PID_MAX", "PF_KTHREAD", "parse_pid", "state", "alive", "threads", "check_tid",
            "comm", "tgid", "kthread", "parse_command", "Command", "Comms"]
@@ -142,6 +143,7 @@ class Command:
                     os.dup2(2, 1)
                 if os.read(r, 1) == b"g":
                     os.close(r)
+                    cpus.unguard_env()   # the user's environment, not ours
                     os.execv(path, argv)
             except OSError as e:
                 code = 126 if e.errno in (errno.EACCES, errno.ENOEXEC, errno.EISDIR) else 127
