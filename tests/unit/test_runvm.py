@@ -39,3 +39,12 @@ def test_a_top_level_buffer_left_unexpanded_fails_a_guest():
     assert not runvm.buffer_problems([start, "top-level buffer_size_kb at end: 7 (expanded: 1408)"])
     assert not runvm.buffer_problems(["top-level buffer_size_kb at start: 1410",
                                       "top-level buffer_size_kb at end: 1410"])
+
+
+def test_only_a_certifi_hook_is_masked_in_the_guests(tmp_path, monkeypatch):
+    import site
+    (tmp_path / "hook.pth").write_text('import os;exec("try:\\n import certifi\\n")\n')
+    (tmp_path / "distutils-precedence.pth").write_text("import os; var = 'X'\n")
+    (tmp_path / "paths.pth").write_text("/opt/lib\n")
+    monkeypatch.setattr(site, "getsitepackages", lambda: [str(tmp_path)])
+    assert runvm.startup_hooks() == [str(tmp_path / "hook.pth")]
