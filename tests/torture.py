@@ -99,6 +99,24 @@ def spawn(tool, args, slow=0.0):
                             stderr=subprocess.PIPE, text=True, env=env)
 
 
+def read_to_eof(f, seconds):
+    """All a pipe gives until EOF (every holder gone: a killed tool's
+    guardian holds its stderr until it has restored), within ``seconds``."""
+    import select
+    import time
+    fd, chunks = f.fileno(), []
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, "no EOF within %g s (a guardian still running?): %s" % (
+            seconds, b"".join(chunks).decode(errors="replace"))
+        if select.select([fd], [], [], left)[0]:
+            b = os.read(fd, 65536)
+            if not b:
+                return b"".join(chunks).decode(errors="replace")
+            chunks.append(b)
+
+
 def ended_within(p, seconds):
     try:
         p.wait(seconds * tooling.LIMIT_SCALE)

@@ -71,18 +71,46 @@ def test_pipe_closed_by_head(tracefs_root):
     assert "Traceback" not in p.stderr and "Error" not in p.stderr, p.stderr
 
 
-def test_sigkill_is_recovered_by_the_next_run(tracefs_root):
+def test_sigkill_is_restored_at_once_by_the_guardian(tracefs_root):
+    """kill -9: the guardian the run forked as it began replays its journal
+    the moment it is gone, before any other run, and says so."""
     r = tooling.start("victim", "-s", "60")
     name = "victim-%d" % r.proc.pid
-    r.proc.kill()
-    r.wait(10)
-    # The kernel-side backstop: closing free_buffer stopped the instance.
     assert name in instances(tracefs_root)
+    r.proc.kill()
+    r.proc.wait(10)
+    r._t_err.join(30 * tooling.LIMIT_SCALE)     # stderr's EOF: the guardian has ended
+    assert not r._t_err.is_alive(), "the guardian did not end"
+    err = "".join(r.err)
+    assert name not in instances(tracefs_root), err
+    assert "restored" in err and ("pid %d" % r.proc.pid) in err and "was killed" in err, err
+    p = tooling.run("victim", "-s", "0.2")
+    assert p.returncode == 0 and "restored" not in p.stderr, p.stderr
+
+
+def test_sigkill_of_the_process_group_is_recovered_by_the_next_run(tracefs_root):
+    """kill -9 of the whole process group takes the guardian too: the
+    kernel-side backstop stops the instance, and the next run replays the
+    journal."""
+    p = subprocess.Popen(tooling.argv("victim", "-s", "60"), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        line = p.stderr.readline()
+        assert line.startswith("Tracing"), line + p.stderr.read()
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+    p.stderr.read()     # EOF: the guardian is gone too
+    p.stderr.close()
+    killed = p.pid
+    name = "victim-%d" % killed
+    assert name in instances(tracefs_root)
+    # The kernel-side backstop: closing free_buffer stopped the instance.
     with open(os.path.join(tracefs_root, "instances", name, "tracing_on")) as f:
         assert f.read().strip() == "0"
     p = tooling.run("victim", "-s", "0.2")
     assert p.returncode == 0, p.stderr
-    assert "restored" in p.stderr and ("pid %d" % r.proc.pid) in p.stderr, p.stderr
+    assert "restored" in p.stderr and ("pid %d" % killed) in p.stderr, p.stderr
     assert p.stderr.count("\n") == 2  # the restore line, the banner
     assert name not in instances(tracefs_root)
 

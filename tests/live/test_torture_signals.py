@@ -18,7 +18,7 @@ import tooling
 import torture_stats as stats
 import tracestate
 from torture import (LEAN, SEED, TRIALS, TOOLS, tool_params, check_same, no_traceback, spawn,
-                     ended_within, trials)
+                     ended_within, read_to_eof, trials)
 
 
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE]
@@ -128,8 +128,9 @@ def test_pipe_closed_by_head(tool, tracefs_root):
 
 @pytest.mark.parametrize("tool", tool_params())
 def test_sigkill_at_random_moments(tool, tracefs_root):
-    """kill -9 anywhere from exec to well into tracing: the next run of a
-    tool restores what was left, says so, and the state is as before."""
+    """kill -9 anywhere from exec to well into tracing: the tool's guardian
+    restores what was left at once, says so, and the state is as before
+    with no other run; the next run finds nothing to restore."""
     rng = random.Random("%s-kill-%d" % (tool, SEED))
     before = tracestate.snapshot(tracefs_root)
     for _ in range(trials(TRIALS * 2)):
@@ -137,14 +138,18 @@ def test_sigkill_at_random_moments(tool, tracefs_root):
         time.sleep(rng.uniform(0.0, 0.8) * tooling.SCALE)
         p.kill()
         p.wait()
-        p.stderr.close()
         left = [n for n in os.listdir(os.path.join(tracefs_root, "instances"))
                 if n == "%s-%d" % (tool, p.pid)]
+        err = read_to_eof(p.stderr, 60 * tooling.LIMIT_SCALE)   # the guardian's end
+        p.stderr.close()
+        no_traceback(err, tool + " killed, its guardian")
+        check_same(tracefs_root, before, "%s after kill -9, its guardian done" % tool)
+        if left:
+            assert "restored" in err and ("pid %d" % p.pid) in err, err
         nxt = tooling.start(tool, *TOOLS[tool][0], stdout=subprocess.DEVNULL)
         rc, out, err = nxt.stop(signal.SIGINT)
         no_traceback(err, tool + " after kill -9")
         assert rc == 0, err
-        if left:
-            assert "restored" in err and ("pid %d" % p.pid) in err, err
+        assert "restored" not in err, "the guardian left work for the next run: " + err
         stats.add("SIGKILL trials")
         check_same(tracefs_root, before, "%s after kill -9" % tool)

@@ -28,7 +28,7 @@ from ftracetools.cli.loop import banner, trace, trace_loop, warn
 from ftracetools.cli.targets import Targets
 from ftracetools.errors import Interrupted, Status, ToolError, UsageError
 from ftracetools.host import cpus
-from ftracetools.kernel import signals
+from ftracetools.kernel import guardian, signals
 from ftracetools.report.outfile import whole_stdout
 
 __all__ = ["run", "leave", "banner", "warn", "trace", "trace_loop", "Targets",
@@ -44,6 +44,8 @@ def run(tool: str, doc: str, body: Callable[[Dict], int],
     except ImportError:
         warn(tool, "the docopt-ng module is missing: python3 -m pip install docopt-ng")
         return 1
+    # before any thread and any tracefs change: see kernel.guardian
+    guardian.start(tool)
     signals.install()
     cpus.guard_numpy()   # before any numpy import: see its docstring
     argv = sys.argv[1:] if argv is None else argv

@@ -16,7 +16,7 @@ from ftracetools.kernel import rundir
 from ftracetools.kernel import tracefs
 from ftracetools.errors import ToolError
 
-__all__ = ["apply", "undo", "Journal", "recover"]
+__all__ = ["apply", "undo", "Journal", "recover", "recover_one"]
 
 # One undo step: {"op": "write"|"append"|"rmdir"|"expand", "path": rel,
 # "value": str}
@@ -220,36 +220,54 @@ def recover(warn: Callable[[str], None]) -> List[str]:
         return []
     done = []
     for n in sorted(names):
-        try:
-            fd = rundir.open_file(n, os.O_RDWR)
-        except (OSError, Exception):
-            continue
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # its owner is alive
-            st = os.fstat(fd)
-            if st.st_nlink == 0:
-                continue  # its owner finished and unlinked it
-            data = os.pread(fd, st.st_size, 0).decode(errors="replace")
-            header, steps = _parse(data)
-            if not header:
-                os.unlink(os.path.join(d, n))
-                continue
-            root = header.get("root") or tracefs.find_tracefs()
-            errors, failed = undo(root, steps)
-            line = ("restored %d tracing setting%s left by %s (pid %s), which "
-                    "%s" % (len(steps) - len(failed), "" if len(steps) - len(failed) == 1 else "s",
-                            header.get("tool", "?"), header.get("pid", "?"),
-                            "could not finish" if header.get("unfinished") else "was killed"))
-            if errors:
-                line += "; could not restore: " + "; ".join(errors)
-                _rewrite(fd, failed)
-            else:
-                os.unlink(os.path.join(d, n))
-            warn(line)
+        line = recover_one(n, warn)
+        if line:
             done.append(line)
-        finally:
-            os.close(fd)
     return done
+
+
+def recover_one(name: str, warn: Callable[[str], None], finished_only: bool = False,
+                hold: Optional[Callable[[List[Dict[str, str]]], bool]] = None) -> Optional[str]:
+    """Undo the journal ``name`` if its owner is gone; the line said, or
+    None when there was nothing to do (its owner alive or done, or it was
+    unfinished business and ``finished_only``: a run that could not
+    finish its teardown said so itself, and leaves it to the next run).
+    ``hold(steps)``, called once the journal is ours: False to leave it as
+    it is (guardian: the top level is someone else's now)."""
+    d = rundir.path()
+    try:
+        fd = rundir.open_file(name, os.O_RDWR)
+    except (OSError, Exception):
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None  # its owner is alive (or another run recovers it)
+        st = os.fstat(fd)
+        if st.st_nlink == 0:
+            return None  # its owner finished and unlinked it
+        data = os.pread(fd, st.st_size, 0).decode(errors="replace")
+        header, steps = _parse(data)
+        if not header:
+            os.unlink(os.path.join(d, name))
+            return None
+        if finished_only and header.get("unfinished"):
+            return None
+        if hold is not None and not hold(steps):
+            return None
+        root = header.get("root") or tracefs.find_tracefs()
+        errors, failed = undo(root, steps)
+        line = ("restored %d tracing setting%s left by %s (pid %s), which "
+                "%s" % (len(steps) - len(failed), "" if len(steps) - len(failed) == 1 else "s",
+                        header.get("tool", "?"), header.get("pid", "?"),
+                        "could not finish" if header.get("unfinished") else "was killed"))
+        if errors:
+            line += "; could not restore: " + "; ".join(errors)
+            _rewrite(fd, failed)
+        else:
+            os.unlink(os.path.join(d, name))
+        warn(line)
+        return line
+    finally:
+        os.close(fd)

@@ -7,8 +7,9 @@ change goes through ``s.set`` and friends, which journal the undo step
 before writing; on every way out (return, exception, signal, a setup that
 failed half way) the steps are undone in reverse; signals are acted on only
 at safe points (``signals.check``), so a second Ctrl-C cannot cut the
-cleanup short. After SIGKILL the next run of
-any tool replays the journal (``journal.recover``).
+cleanup short. After SIGKILL the tool's guardian replays the journal at
+once (``kernel.guardian``, forked by ``cli.run``); failing that, the next
+run of any tool does (``journal.recover``).
 """
 
 import errno
