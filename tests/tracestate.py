@@ -5,6 +5,7 @@ torture suite. A snapshot maps a path relative to tracefs to the bytes read
 from it (or ``!errno`` where it could not be read).
 """
 
+import errno
 import os
 import re
 from typing import Dict, List
@@ -24,7 +25,7 @@ _SKIP = {
 }
 
 
-_ABSENT = "!" + os.strerror(2)   # ENOENT
+_ABSENT = "!" + os.strerror(errno.ENOENT)
 
 
 def _read(path: str) -> str:

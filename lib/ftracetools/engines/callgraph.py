@@ -353,11 +353,12 @@ def fold(c: Call, into: Dict[str, int]) -> None:
 def _fold(n: Call, up: Tuple[str, ...], lo: int, hi: int, into: Dict[str, int]) -> int:
     """n's time within [lo, hi), with its children's; returns it."""
     s, e = max(n.entered, lo), min(n.entered + n.dur, hi)
-    key = ";".join(up + (n.func,))
+    path = up + (n.func,)
+    key = ";".join(path)
     if e <= s:
         into.setdefault(key, 0)
         return 0
-    inner, at, path = 0, s, up + (n.func,)
+    inner, at = 0, s
     for k in sorted(n.kids, key=lambda k: k.entered):
         inner += _fold(k, path, at, e, into)
         at = max(at, min(k.entered + k.dur, e))

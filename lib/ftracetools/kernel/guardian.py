@@ -21,7 +21,6 @@ level while another run holds the top-level lock. A kill of the whole
 process group takes the guardian too: the next run recovers, as before.
 """
 
-import errno
 import os
 import signal
 from typing import Dict, List
@@ -123,13 +122,9 @@ class _TopLevel:
             return True
         try:
             self.lock.acquire()
-        except ToolError as e:
+        except ToolError as e:     # (the lock says who holds it)
             self.say("pid %d was killed; what it set is left for the next run of any "
                      "tool: %s" % (self.parent, e))
-            return False
-        except OSError as e:
-            if e.errno != errno.EWOULDBLOCK:
-                raise
             return False
         self.held = True
         return True
