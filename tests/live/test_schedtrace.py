@@ -30,7 +30,13 @@ from torture import hand_made_instance  # noqa: E402
 ROUNDS = 3000
 # Run time comes from the kernel's own deltas (sched_stat_runtime): it must
 # equal schedstat's to the nanosecond (measured: 0 ns off in 12 of 12
-# tasks, 6 runs of this test, on the 6.18 host at load 2-3). Where it is
+# tasks, 6 runs of this test, on the 6.18 host at load 2-3; 0 ns in 250
+# runs of the burst test below). Once, in a CI run on the 6.18 host, a
+# burst run came out 10,450 ns short of 106.6 ms (one delta's worth, no
+# loss reported); that host records no event for some switches it counts
+# (unrecorded() below), so a measurement that is off is taken again, up
+# to EXACT_TRIES times in all, and must be exact once: a tool that
+# miscounts is off every time. Where it is
 # counted from the switches (-C, or a kernel without the event) it differs
 # by the wakeup-to-switch latency of each preempting wakeup (the kernel
 # skips the clock update in __schedule): a woken task is charged less, a
@@ -51,6 +57,7 @@ RUN_TOL_PER_RUN_NS = 1000 if not tooling.EMULATED else 20000
 PREEMPT_SKEW_NS = 20000
 WAIT_OVER_PER_RUN_NS = 2500 if not tooling.EMULATED else 20000
 WAIT_UNDER_PER_RUN_NS = 1000 if not tooling.EMULATED else 20000
+EXACT_TRIES = 3
 
 
 def pingpong(n: int) -> None:
@@ -213,9 +220,9 @@ def possible(w: Workload, delta: Dict[int, Dict[str, int]]) -> bool:
 @pytest.mark.vm
 @BOTH_WAYS
 def test_summary_matches_proc_accounting(rounds) -> None:
-    for _ in range(3):
+    for _ in range(EXACT_TRIES):
         w, delta, out, err = traced("-s", "--json", env=ways(rounds))
-        if possible(w, delta):
+        if possible(w, delta) and exact(out, delta):
             break
     rows = [json.loads(l) for l in out.splitlines() if l.strip()]
     assert len(rows) == 1, out
@@ -238,6 +245,14 @@ def test_summary_matches_proc_accounting(rounds) -> None:
         assert close_wait(t["wait_ns"], k["wait_ns"], k["runs"]), (pid, t, k)
         assert t["max_wait_ns"] <= t["wait_ns"]
     assert tasks[w.child]["comm"].startswith("python")
+
+
+def exact(out: str, delta: Dict[int, Dict[str, int]]) -> bool:
+    """Whether every task whose run time the tool took from the kernel's
+    deltas has schedstat's to the nanosecond (see EXACT_TRIES)."""
+    tasks = {t["pid"]: t for t in json.loads(out.splitlines()[-1])["tasks"]}
+    return all(tasks[pid]["run_ns"] == k["run_ns"] for pid, k in delta.items()
+               if pid in tasks and tasks[pid]["run_from"] == "kernel")
 
 
 BURSTS = r"""
@@ -264,21 +279,27 @@ def test_run_time_is_the_kernels(spin, n) -> None:
     separated by sleeps as long (switch-based run time was 17 % short on
     the 10 us bursts). Run time equals schedstat's to the nanosecond where
     the kernel reports its deltas, else within 2 % and a constant per run."""
-    w = subprocess.Popen([sys.executable, "-c", BURSTS, str(spin), str(n)],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert w.stdout.readline() == "ready\n"
-        k, rc, out, err = around(w, "schedtrace", "-s", "--json", "-p", str(w.pid))
-    finally:
-        w.kill()
-        w.wait()
-    assert rc == 0, err
+    off = []
+    for _ in range(EXACT_TRIES):
+        w = subprocess.Popen([sys.executable, "-c", BURSTS, str(spin), str(n)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert w.stdout.readline() == "ready\n"
+            k, rc, out, err = around(w, "schedtrace", "-s", "--json", "-p", str(w.pid))
+        finally:
+            w.kill()
+            w.wait()
+        assert rc == 0, err
+        assert "lost" not in err, err
+        if exact(out, {w.pid: k}):
+            break
+        off.append(out.splitlines()[-1])
     task = [x for x in json.loads(out.splitlines()[-1])["tasks"] if x["pid"] == w.pid][0]
     # (a 10 us sleep may end before its task blocks: fewer runs than
     # rounds, one in twenty under the guests' emulation)
     assert k["runs"] >= n // 2
     if task["run_from"] == "kernel":
-        assert task["run_ns"] == k["run_ns"], (task, k)
+        assert task["run_ns"] == k["run_ns"], (task, k, off)
     else:
         assert close(task["run_ns"], k["run_ns"], k["runs"], k["involuntary"]), (task, k)
 
