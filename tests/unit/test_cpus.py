@@ -38,7 +38,8 @@ REAL = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R
 @pytest.fixture
 def npy_env(monkeypatch):
     monkeypatch.delenv("NPY_DISABLE_CPU_FEATURES", raising=False)
-    monkeypatch.setattr(cpus, "guarded", "")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.setattr(cpus, "guarded", {})
     yield monkeypatch
 
 
@@ -68,18 +69,58 @@ def test_users_own_numpy_setting_stands(tmp_path, npy_env):
     assert os.environ["NPY_DISABLE_CPU_FEATURES"] == "AVX512F"
 
 
-@pytest.mark.parametrize("users", [None, "AVX512F"])
-def test_command_does_not_inherit_the_guard(tmp_path, npy_env, users):
-    """A command run with -c sees the user's environment: our setting is
-    gone in it, the user's own stays."""
+@pytest.mark.parametrize("var,users", [("NPY_DISABLE_CPU_FEATURES", None),
+                                       ("NPY_DISABLE_CPU_FEATURES", "AVX512F"),
+                                       ("OPENBLAS_NUM_THREADS", None),
+                                       ("OPENBLAS_NUM_THREADS", "1")])
+def test_command_does_not_inherit_the_guard(tmp_path, npy_env, var, users):
+    """A command run with -c sees the user's environment: our settings
+    are gone in it, the user's own stay (even where they equal ours)."""
     from ftracetools.host import procs
     if users:
-        npy_env.setenv("NPY_DISABLE_CPU_FEATURES", users)
+        npy_env.setenv(var, users)
     cpus.guard_numpy(_cpuinfo(tmp_path, TCG))
+    assert var in __import__("os").environ
     out = tmp_path / "env"
-    c = procs.Command("sh -c 'printf %%s \"${NPY_DISABLE_CPU_FEATURES-unset}\" > %s'" % out)
+    c = procs.Command("sh -c 'printf %%s \"${%s-unset}\" > %s'" % (var, out))
     c.go()
     while not c.done():
         pass
     assert c.status == 0
     assert out.read_text() == (users or "unset")
+
+
+def test_one_blas_thread_unless_the_user_says(tmp_path, npy_env):
+    import os
+    assert not cpus.guard_numpy(_cpuinfo(tmp_path, REAL))
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    npy_env.setenv("OPENBLAS_NUM_THREADS", "4")
+    cpus.guard_numpy(_cpuinfo(tmp_path, REAL))
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
+
+
+THREADS = """
+import os, sys
+from ftracetools.host import cpus
+if sys.argv[1] == "guarded":
+    cpus.guard_numpy()
+import numpy
+print(len(os.listdir("/proc/self/task")))
+"""
+
+
+def test_numpy_import_starts_no_threads_once_guarded():
+    """The kernel's count of the process's threads after numpy's import,
+    as a tool has it: one (OpenBLAS started one per CPU without the guard:
+    70 ms of CPU at every start here)."""
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    env["PYTHONPATH"] = os.path.join(os.path.dirname(__file__), "..", "..", "lib")
+    run = [subprocess.run([sys.executable, "-c", THREADS, how], env=env, check=True,
+                          capture_output=True, text=True).stdout for how in ("guarded", "plain")]
+    assert int(run[0]) == 1, run
+    # without it: 2 here (numpy 2.4's OpenBLAS, 2 CPUs); a BLAS without
+    # threads would start none either way
+    assert int(run[1]) >= int(run[0]), run

@@ -1,9 +1,10 @@
-"""CPU lists (``3``, ``0,2-3``) and the kernel's hex cpumasks; the one
-CPU whose emulation numpy must be kept from (``guard_numpy``)."""
+"""CPU lists (``3``, ``0,2-3``) and the kernel's hex cpumasks; numpy's
+environment (``guard_numpy``): one OpenBLAS thread, and kept from the one
+CPU emulation whose AVX2 gathers fault."""
 
 import os
 import re
-from typing import Iterable, List, Set
+from typing import Dict, Iterable, List, Set
 
 from ftracetools.errors import UsageError
 
@@ -21,8 +22,14 @@ __all__ = ["online", "possible", "parse_cpulist", "format_cpulist", "to_cpumask"
 NUMPY_OFF = ("X86_V3 X86_V4 AVX512_ICL AVX512_SPR "
              "AVX2 FMA3 AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX AVX512_CNL")
 _NPY_ENV = "NPY_DISABLE_CPU_FEATURES"
-#: the value ``guard_numpy`` set, so that a command we run does not inherit it
-guarded = ""
+#: OpenBLAS, which numpy loads with itself, starts a thread per CPU at
+#: import and keeps them spinning a while: 70 ms of CPU on this 2-CPU
+#: host, as much as the rest of numpy's import (measured: 137 -> 67 ms
+#: beyond a bare interpreter). The tools do no linear algebra: one thread.
+_BLAS_ENV = "OPENBLAS_NUM_THREADS"
+#: what ``guard_numpy`` set (name -> value), so that a command we run does
+#: not inherit it
+guarded: Dict[str, str] = {}
 
 
 def _read_list(path: str) -> Set[int]:
@@ -80,21 +87,23 @@ def emulated(cpuinfo: str = "/proc/cpuinfo") -> bool:
 
 
 def guard_numpy(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """Before numpy is imported: under TCG, numpy without its AVX2 and
-    later code (``NUMPY_OFF``). A user's own ``NPY_DISABLE_CPU_FEATURES``
-    stands. True when this set it (``procs.Command`` then keeps it from
-    the command it runs)."""
-    global guarded
+    """Before numpy is imported: OpenBLAS with one thread (``_BLAS_ENV``);
+    under TCG, numpy without its AVX2 and later code (``NUMPY_OFF``). A
+    user's own setting of either stands (``procs.Command`` keeps ours from
+    the command it runs). True when the TCG guard was set."""
+    if _BLAS_ENV not in os.environ:
+        os.environ[_BLAS_ENV] = guarded[_BLAS_ENV] = "1"
     if _NPY_ENV in os.environ or not emulated(cpuinfo):
         return False
-    os.environ[_NPY_ENV] = guarded = NUMPY_OFF
+    os.environ[_NPY_ENV] = guarded[_NPY_ENV] = NUMPY_OFF
     return True
 
 
 def unguard_env() -> None:
-    """In a child about to exec a user's command: our setting gone."""
-    if guarded and os.environ.get(_NPY_ENV) == guarded:
-        del os.environ[_NPY_ENV]
+    """In a child about to exec a user's command: our settings gone."""
+    for name, value in guarded.items():
+        if os.environ.get(name) == value:
+            del os.environ[name]
 
 
 def format_cpulist(cpus: Iterable[int]) -> str:
