@@ -31,6 +31,10 @@ class FakeReader:
         p, self.pages = self.pages, []
         return p
 
+    def drain_joined(self):     # (as RawReader's: whole pages, joined)
+        p = [pg for _c, pg in self.drain_pages()]
+        return b"".join(p), [(0, len(p))] if p else []
+
     def note_lost(self, n):
         pass
 

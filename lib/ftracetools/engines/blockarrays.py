@@ -130,7 +130,8 @@ class VecStream(Stream):
         np, w = self.np, self.walker
         parts = []
         for rd in self.readers:
-            rec, lost = w.decode([p for _c, p in rd.drain_pages()])
+            buf, runs = rd.drain_joined()
+            rec, lost = w.decode_joined(buf, sum(k for _c, k in runs))
             for n in lost:
                 rd.note_lost(n)
             types = rec["type"]

@@ -123,6 +123,20 @@ class UniformPages:
         return {f: recs[f][valid] for f in self.fields}, ts[valid], odd, lost
 
 
+class _Pages:
+    """Page i of ``n`` joined in ``buf``, as bytes (only a page whose header
+    says it lost events is looked at again)."""
+
+    def __init__(self, buf, psize: int, n: int) -> None:
+        self.buf, self.psize, self.n = buf, psize, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> bytes:
+        return bytes(self.buf[i * self.psize:(i + 1) * self.psize])
+
+
 class WalkedPages:
     """Decodes any pages (records of any sizes and types, time extends,
     absolute stamps, padding) with numpy, all pages stepping together: each
@@ -146,28 +160,46 @@ class WalkedPages:
         lay = self.layout
         psize = lay.page_size
         n = len(pages)
-        empty = {k: np.empty(0, np.int64) for k in ("type", "ts", "page", "at")}
         if not n:
-            return empty, []
+            return self._walk(b"", 0, pages)
         read = [min(len(p), psize) for p in pages]
         short = min(read) < psize
         raw = pages
+        fix = None
         if short:
             pages = [p if len(p) == psize else bytes(p[:psize]).ljust(psize, b"\0")
                      for p in pages]
-        buf = b"".join(pages)
-        words = self.words = np.frombuffer(buf, "<u4")
+
+            def fix(end, base):     # no further than the last record read whole
+                for i in np.nonzero(np.array(read) < psize)[0].tolist():
+                    d0, d1 = lay.data_off, int(end[i] - base[i]) * 4
+                    if d1 > read[i]:
+                        end[i] = base[i] + whole_records(raw[i], d0, d1)[1] // 4
+        return self._walk(b"".join(pages), n, raw, fix)
+
+    def decode_joined(self, buf, n: int) -> Tuple[Dict[str, np.ndarray], List[int]]:
+        """``decode`` of ``n`` whole pages already joined in ``buf`` (as
+        ``RawReader.drain_joined`` reads them: no copy, no join)."""
+        return self._walk(buf, n, _Pages(buf, self.layout.page_size, n))
+
+    def _walk(self, buf, n: int, raw, fix=None) -> Tuple[Dict[str, np.ndarray], List[int]]:
+        """The walk of ``n`` pages joined in ``buf``; ``raw[i]``: page i as
+        read (its header, for a loss count); ``fix(end, base)`` moves the
+        ends of short pages."""
+        lay = self.layout
+        psize = lay.page_size
+        empty = {k: np.empty(0, np.int64) for k in ("type", "ts", "page", "at")}
+        if not n:
+            return empty, []
+        words = self.words = np.frombuffer(buf, "<u4", n * psize // 4)
         base = np.arange(n, dtype=np.int64) * (psize // 4)     # each page's first word
         ts = np.ndarray((n,), "<u8", buf, 0, (psize,)).astype(np.int64)
         cfmt = "<u8" if lay.commit_size == 8 else "<u4"
         commit = np.ndarray((n,), cfmt, buf, lay.commit_off, (psize,)).astype(np.int64)
         pos = base + lay.data_off // 4
         end = pos + (commit & LEN_MASK) // 4
-        if short:   # no further than the last record read whole
-            for i in np.nonzero(np.array(read) < psize)[0].tolist():
-                d0, d1 = lay.data_off, int(end[i] - base[i]) * 4
-                if d1 > read[i]:
-                    end[i] = base[i] + whole_records(raw[i], d0, d1)[1] // 4
+        if fix is not None:
+            fix(end, base)
         pages_i = np.arange(n)
         got_pos, got_ts, got_page = [], [], []
         while True:
