@@ -9,9 +9,18 @@ warm-up run (as after `pip install`, the bytecode exists). The first row
 is the interpreter alone: the floor under every Python tool here.
 
 Targets (issue 9): START under 150 ms, END under 100 ms.
+
+Then the fixed cost of a short run (issue 21): the CPU of a whole
+3-second run on an idle machine, exec to exit, of the runs the issue
+names (iolatency -d DEV 1 3, schedtrace -s -d 3, pagefaults -p PID -d 3)
+beside the interpreter sleeping 3 s and iolatency-perf. This script is the
+subreaper of what it starts, so a tool's guardian (kernel.guardian: it
+outlives the tool by a moment) is reaped here and its CPU counted too.
 """
 
+import ctypes
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -70,13 +79,76 @@ def once(argv, env):
     return (t1 - t0) * 1000, (t3 - t2) * 1000
 
 
+def disk() -> str:
+    """A real disk here (not loop, ram, zram or device-mapper)."""
+    for d in sorted(os.listdir("/sys/block")):
+        if os.path.exists("/sys/block/%s/device" % d) and not d.startswith(("loop", "ram", "zram")):
+            return d
+    raise RuntimeError("no disk in /sys/block")
+
+
+def idle_rows(dev: str, pid: int):
+    r = [("python alone, 3 s", [sys.executable, "-c", "import time; time.sleep(3)"]),
+         ("iolatency -d %s 1 3" % dev, tool("iolatency", "-d", dev, "1", "3")),
+         ("schedtrace -s -d 3", tool("schedtrace", "-s", "-d", "3")),
+         ("pagefaults -p PID -d 3", tool("pagefaults", "-p", str(pid), "-d", "3"))]
+    if os.path.exists("/usr/sbin/iolatency-perf"):
+        with open("/sys/block/%s/dev" % dev) as f:      # its -d: "major,minor"
+            mm = f.read().strip().replace(":", ",")
+        r.append(("iolatency-perf -d %s 1 3" % mm,
+                  ["/usr/sbin/iolatency-perf", "-d", mm, "1", "3"]))
+    return r
+
+
+def cpu_of(argv, env) -> float:
+    """CPU seconds of ``argv`` and all it left behind, exec to exit."""
+    def used():
+        u = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return u.ru_utime + u.ru_stime
+    before = used()
+    p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       stdin=subprocess.DEVNULL, env=env, text=True)
+    if p.returncode != 0:
+        raise RuntimeError("exit %d: %s" % (p.returncode, p.stderr[-300:]))
+    while True:     # its guardian, reparented here
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+    return used() - before
+
+
+def measure_idle(env, rounds: int = 3):
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(36, 1, 0, 0, 0)      # PR_SET_CHILD_SUBREAPER
+    sleeper = subprocess.Popen(["sleep", "600"])
+    try:
+        table = idle_rows(disk(), sleeper.pid)
+        res = {name: [] for name, _a in table}
+        for _ in range(rounds):
+            for name, argv in table:
+                res[name].append(cpu_of(argv, env))
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    print()
+    print("idle 3-second runs: CPU from exec to exit (a tool's guardian included), "
+          "median (min) of %d; load average %.2f" % (rounds, os.getloadavg()[0]))
+    print("%-30s %14s" % ("RUN", "CPU_MS"))
+    for name, _argv in table:
+        v = [x * 1000 for x in res[name]]
+        print("%-30s %7.0f (%4.0f)" % (name, statistics.median(v), min(v)))
+
+
 def main():
     sys.path.insert(0, os.path.join(HERE, ".."))
     from perftools import TopLevelGuard     # iolatency-perf wants debugfs
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     with TopLevelGuard():
-        return measure(env, rows())
+        rc = measure(env, rows())
+        measure_idle(env)
+        return rc
 
 
 def measure(env, table):
