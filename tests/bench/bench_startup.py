@@ -119,18 +119,21 @@ def cpu_of(argv, env) -> float:
 
 
 def measure_idle(env, rounds: int = 3):
+    # pagefaults' target: a sleeper that is not our child (cpu_of reaps
+    # every child), started before this becomes a subreaper
+    out = subprocess.run(["sh", "-c", "sleep 600 >/dev/null 2>&1 & echo $!"],
+                         capture_output=True, text=True, check=True)
+    sleeper = int(out.stdout)
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(36, 1, 0, 0, 0)      # PR_SET_CHILD_SUBREAPER
-    sleeper = subprocess.Popen(["sleep", "600"])
     try:
-        table = idle_rows(disk(), sleeper.pid)
+        table = idle_rows(disk(), sleeper)
         res = {name: [] for name, _a in table}
         for _ in range(rounds):
             for name, argv in table:
                 res[name].append(cpu_of(argv, env))
     finally:
-        sleeper.kill()
-        sleeper.wait()
+        os.kill(sleeper, signal.SIGKILL)
     print()
     print("idle 3-second runs: CPU from exec to exit (a tool's guardian included), "
           "median (min) of %d; load average %.2f" % (rounds, os.getloadavg()[0]))
