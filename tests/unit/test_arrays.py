@@ -213,3 +213,31 @@ def test_field_reads_every_size_at_every_offset(fmt):
         if fmt[0] == "S":   # (numpy's strings end at their first trailing NUL)
             want = [v.rstrip(b"\0") for v in want]
         assert got == want, off
+
+
+def test_drain_joined_takes_a_short_read_as_decode_does(monkeypatch):
+    """RawReader.drain_joined (page by page: no splice) given a read that
+    ended inside a record: the page is padded and its commit cut to its
+    last whole record, so decode_joined gives what decode gives for the
+    same short read (25 records, not the one the read cut)."""
+    import os
+    from ftracetools.ring.reader import RawReader
+    monkeypatch.delattr(os, "splice")
+    recs = [record(10, 7, 99, i) for i in range(40)]
+    short = page(5, recs)[:16 + 25 * 28 + 13]
+    r_fd, w_fd = os.pipe2(os.O_NONBLOCK)
+    rd = RawReader.__new__(RawReader)
+    rd.layout, rd.fds, rd.parked, rd.pages = LAYOUT, {0: r_fd}, set(), 0
+    try:
+        os.write(w_fd, short)
+        buf, runs = rd.drain_joined()
+        assert runs == [(0, 1)] and len(buf) == 4096
+        w = vecpages.WalkedPages(LAYOUT)
+        got, _ = w.decode_joined(buf, 1)
+        got = {k: v.tolist() for k, v in got.items()}
+        want, _ = vecpages.WalkedPages(LAYOUT).decode([short])
+        assert got == {k: v.tolist() for k, v in want.items()}
+        assert len(got["ts"]) == 25
+    finally:
+        rd.close()
+        os.close(w_fd)
