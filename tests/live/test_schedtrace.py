@@ -32,8 +32,8 @@ ROUNDS = 3000
 # equal schedstat's to the nanosecond (measured: 0 ns off in 12 of 12
 # tasks, 6 runs of this test, on the 6.18 host at load 2-3; 0 ns in 250
 # runs of the burst test below). Once, in a CI run on the 6.18 host, a
-# burst run came out 10,450 ns short of 106.6 ms (one delta's worth, no
-# loss reported); that host records no event for some switches it counts
+# burst run came out 10,450 ns short of 106.6 ms (one delta's worth; the
+# message did not show the loss count); that host records no event for some switches it counts
 # (unrecorded() below), so a measurement that is off is taken again, up
 # to EXACT_TRIES times in all, and must be exact once: a tool that
 # miscounts is off every time. Where it is

@@ -228,6 +228,7 @@ def test_drain_joined_takes_a_short_read_as_decode_does(monkeypatch):
     r_fd, w_fd = os.pipe2(os.O_NONBLOCK)
     rd = RawReader.__new__(RawReader)
     rd.layout, rd.fds, rd.parked, rd.pages = LAYOUT, {0: r_fd}, set(), 0
+    rd._buf = rd._pipe = None
     try:
         os.write(w_fd, short)
         buf, runs = rd.drain_joined()

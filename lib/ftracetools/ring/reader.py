@@ -65,6 +65,8 @@ class RawReader:
         self.unknown_loss = False
         self.pages = 0
         self.parked: set = set()   # CPUs whose buffer reads ENODEV (offline)
+        self._buf: Optional[bytearray] = None   # drain_joined's, made at its first call
+        self._pipe = None       # (read end, write end, bytes) it splices through
         self._poll = select.poll()
         self._wake = signals.wakeup_fd()    # an end signal ends a wait
         if self._wake is not None:
@@ -122,7 +124,7 @@ class RawReader:
         it), page by page. At 100k I/Os a second, iolatency read 8,000
         pages a second: one read(), a bytes object and a join each."""
         psize = self.layout.page_size
-        if getattr(self, "_buf", None) is None:
+        if self._buf is None:
             self._buf = bytearray(psize * 64)
             self._pipe = self._open_pipe(psize) if hasattr(os, "splice") else None
         used, runs = 0, []
@@ -223,7 +225,7 @@ class RawReader:
             b[at + lay.commit_off:at + lay.commit_off + csize] = commit.to_bytes(csize, "little")
 
     def _close_pipe(self) -> None:
-        if getattr(self, "_pipe", None) is not None:
+        if self._pipe is not None:
             for fd in self._pipe[:2]:
                 try:
                     os.close(fd)
