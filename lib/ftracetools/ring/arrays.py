@@ -185,59 +185,72 @@ class WalkedPages:
     def _walk(self, buf, n: int, raw, fix=None) -> Tuple[Dict[str, np.ndarray], List[int]]:
         """The walk of ``n`` pages joined in ``buf``; ``raw[i]``: page i as
         read (its header, for a loss count); ``fix(end, base)`` moves the
-        ends of short pages."""
+        ends of short pages.
+
+        A step reads the header at every page's position at once. Where
+        each is a data record of 1 to 28 words (nearly always: a page of
+        block events holds some 60), the step only adds its delta and moves
+        on, a dozen array operations on arrays as long as the pages are
+        many; any other header (a long record, a time extend, an absolute
+        stamp, padding) takes the whole step the slow way."""
         lay = self.layout
         psize = lay.page_size
+        pw = psize // 4
         empty = {k: np.empty(0, np.int64) for k in ("type", "ts", "page", "at")}
         if not n:
             return empty, []
-        words = self.words = np.frombuffer(buf, "<u4", n * psize // 4)
-        base = np.arange(n, dtype=np.int64) * (psize // 4)     # each page's first word
-        ts = np.ndarray((n,), "<u8", buf, 0, (psize,)).astype(np.int64)
+        nw = n * pw
+        words = self.words = np.frombuffer(buf, "<u4", nw)
+        base = np.arange(n, dtype=np.int64) * pw      # each page's first word
+        ts0 = np.ndarray((n,), "<u8", buf, 0, (psize,)).astype(np.int64)
         cfmt = "<u8" if lay.commit_size == 8 else "<u4"
         commit = np.ndarray((n,), cfmt, buf, lay.commit_off, (psize,)).astype(np.int64)
         pos = base + lay.data_off // 4
         end = pos + (commit & LEN_MASK) // 4
         if fix is not None:
             fix(end, base)
+        end = np.minimum(end, base + pw)
+        ts = ts0
         pages_i = np.arange(n)
-        got_pos, got_ts, got_page = [], [], []
+        got_pos, got_ts, got_page = [], [], []    # data records, step by step
         while True:
             act = pos < end
-            if not act.any():
-                break
-            if not act.all():       # pages done: out of the arrays
+            if np.count_nonzero(act) < len(pos):   # pages done: out of the arrays
                 pos, end, ts, pages_i = pos[act], end[act], ts[act], pages_i[act]
+                if not len(pos):
+                    break
             w = words[pos]
             tl = w & 31
-            plain = (tl > 0) & (tl <= 28)
-            if plain.all():         # the common case: data records
-                ts += (w >> 5).astype(np.int64)
-                got_pos.append(pos + 1)
+            if np.count_nonzero(tl - 1 < 28) == len(pos):     # (0 - 1 wraps)
+                # every page at a data record of 1 to 28 words: the common step
+                ts += w >> 5
+                got_pos.append(pos)
                 got_ts.append(ts.copy())
                 got_page.append(pages_i)
-                pos = pos + 1 + tl.astype(np.int64)
+                pos = pos + tl
+                pos += 1
                 continue
             td = (w >> 5).astype(np.int64)
-            a0 = words[np.minimum(pos + 1, len(words) - 1)].astype(np.int64)
+            a0 = words[np.minimum(pos + 1, nw - 1)].astype(np.int64)
+            plain = (tl > 0) & (tl <= 28)
             long, pad = tl == 0, tl == 29
             ext, absts = tl == 30, tl == 31
             data = plain | long
             ts = ts + np.where(data, td, 0) + np.where(ext, (a0 << 27) + td, 0)
             ts = np.where(absts, (ts & ~((1 << 59) - 1)) | ((a0 << 27) | td), ts)
             if data.any():
-                got_pos.append(np.where(long, pos + 2, pos + 1)[data])
+                got_pos.append(np.where(long, pos + 1, pos)[data])
                 got_ts.append(ts[data])
                 got_page.append(pages_i[data])
             step = np.where(plain, 1 + tl.astype(np.int64), 2)
             step = np.where(long | (pad & (td > 0)), 1 + a0 // 4, step)
             step = np.where(pad & (td == 0), end - pos, step)
-            pos = pos + np.maximum(step, 1)
+            pos = np.minimum(pos + np.maximum(step, 1), end)
         lost = [page_header(raw[i], lay)[3]
                 for i in np.nonzero(commit & MISSED != 0)[0].tolist()]
         if not got_pos:
             return empty, lost
-        at = np.concatenate(got_pos)
+        at = np.concatenate(got_pos) + 1    # (a header's position, or a long one's + 1)
         order = np.argsort(at, kind="stable")       # pages in order, records in order
         at = at[order]
         return {"at": at * 4, "ts": np.concatenate(got_ts)[order],
@@ -253,9 +266,9 @@ class WalkedPages:
         if at.size and dt.kind in "iu" and dt.byteorder != ">":
             # (payloads start on a word)
             if size in (1, 2, 4) and not offset % size:
-                return self.words.view(dt)[at // size]
+                return self.words.view(dt)[at >> (size >> 1)]    # (at // size)
             if size == 8 and not offset % 4:
-                i = at // 4
+                i = at >> 2
                 v = self.words[i].astype(np.uint64)
                 v |= self.words[i + 1].astype(np.uint64) << np.uint64(32)
                 return v.astype(dt)
