@@ -94,15 +94,16 @@ def make(request):
     return stream if request.param == "python" else vec_stream
 
 
-def feed(st, *events):
-    """events: (ts, payload); handed over as one 'page' already split."""
+def feed(st, *events, upto=1 << 62):
+    """events: (ts, payload); handed over as one 'page' already split, then
+    drained up to ``upto`` (later events are held for the next round)."""
     if hasattr(st, "fed"):
         st.fed.extend(events)
-        st.drain(1 << 62)
+        st.drain(upto)
         return
     buf = b"".join(p for _, p in events)
     st.reader.pages.append((0, [(ts, i * 64, buf) for i, (ts, _) in enumerate(events)]))
-    st.drain(1 << 62)
+    st.drain(upto)
 
 
 def lats(iv):
@@ -204,6 +205,20 @@ def test_events_are_paired_in_time_order_across_cpus():
     assert lats(st.cur) == [100, 100] and not st.orphans
 
 
+def test_events_after_the_limit_wait_for_the_next_round(make):
+    """Two I/Os in flight on one sector, the first one's issue seen last
+    (it was still in another CPU's buffer): a round takes in only what is
+    older than its limit, so the first completion is not paired with the
+    second issue, which would make 100 and 300 of two 200s."""
+    st = make()
+    feed(st, (200, payload("start", 8)), (300, payload("complete", 8)), upto=50)
+    assert lats(st.cur) == []
+    feed(st, (100, payload("start", 8)), (400, payload("complete", 8)), upto=350)
+    assert lats(st.cur) == [200]
+    iv = st.rotate(final=True)
+    assert lats(iv) == [200, 200] and not iv.unmatched and not st.pending
+
+
 def test_numpy_path_pairs_in_time_order_whatever_the_arrival_order():
     st = vec_stream()
     feed(st, (400, payload("complete", 8)), (300, payload("start", 8)),
@@ -211,22 +226,33 @@ def test_numpy_path_pairs_in_time_order_whatever_the_arrival_order():
     assert lats(st.cur) == [100, 100] and not st.orphans and not st.pending
 
 
-def test_numpy_path_agrees_with_the_python_path_on_a_random_workload():
-    """Thousands of I/Os over a few sectors (each reused once free again),
+@pytest.mark.parametrize("seed,hold,depth", [(7, 0, 1), (8, 0, 3), (9, 800, 1), (10, 800, 3)])
+def test_numpy_path_agrees_with_the_python_path_on_a_random_workload(seed, hold, depth):
+    """Thousands of I/Os over a few sectors (each reused once free again,
+    or, with ``depth`` > 1, while up to that many are in flight on it),
     with requeues, partial completions and completions of I/Os issued
     before the trace began, fed in random batches with interval ends in
-    between: the two paths give the same latencies, as many as there were
-    I/Os, and the same unmatched count."""
+    between, and with ``hold``, events arriving out of order by up to
+    half of it and each batch drained only up to that long before its
+    latest event (the rest held for the next): the two paths
+    give the same latencies, as many as there were I/Os, and the same
+    unmatched count."""
     import random
-    rng = random.Random(7)
-    evs, t, ios, lone, busy = [], 0, 0, 0, {}
+    import time
+    rng = random.Random(seed)
+    # (times a minute ahead: an interval's end, which drains up to the
+    # clock's now less the hold, then leaves the batches' holds alone)
+    evs, t, ios, lone, busy = [], time.monotonic_ns() + 60 * 10**9, 0, 0, {}
     for i in range(3000):
         t += 16 * rng.randint(1, 50)  # each kind of event at its own offset
-        free = [s * 8 for s in range(8, 200, 16) if busy.get(s * 8, -1) < t]
+        free = [s * 8 for s in range(8, 200, 16)
+                if sum(1 for d in busy.get(s * 8, []) if d >= t) < depth]
         if not free:
             continue
         sector, rw = rng.choice(free), rng.choice([b"R", b"WS", b"FWS"])
         if i < 200 and rng.random() < 0.2:  # in flight before the trace
+            if any(d >= t for d in busy.get(sector, [])):
+                continue    # (it would close an I/O in flight, first in)
             evs.append((t + 1, payload("complete", sector, rw)))
             lone += 1
             continue
@@ -240,16 +266,20 @@ def test_numpy_path_agrees_with_the_python_path_on_a_random_workload():
             evs.append((done + 4, payload("complete", sector + 8, rw, nr=8)))
         else:
             evs.append((done, payload("complete", sector, rw, nr=16)))
-        busy[sector] = done + 4
+        busy.setdefault(sector, []).append(done + 4)
         ios += 1
-    evs.sort(key=lambda e: e[0])
+    # arrival order: with ``hold``, an event may arrive up to half of it
+    # after later ones (as from another CPU's buffer)
+    late = random.Random(seed + 100)
+    evs.sort(key=lambda e: e[0] + (late.randrange(hold // 2) if hold else 0))
     results = []
     for st in (stream(), vec_stream()):
         cut = random.Random(3)
         i, ivs = 0, []
         while i < len(evs):
             n = cut.randint(1, 300)
-            feed(st, *evs[i:i + n])
+            batch = evs[i:i + n]
+            feed(st, *batch, upto=max(e[0] for e in batch) - hold if hold else 1 << 62)
             i += n
             if cut.random() < 0.2:
                 ivs.append(st.rotate())

@@ -94,6 +94,7 @@ class VecStream(Stream):
         from ftracetools.ring.arrays import WalkedPages
         self.np = np
         self.walker = WalkedPages(PageLayout(self.root))
+        self.groups, self.kind_of = self._groups()
         self.carry = self._events([], [], [], [], [], [])
 
     @property
@@ -125,6 +126,19 @@ class VecStream(Stream):
         table = np.array([op_of(bytes(u), self.glob) for u in uniq.tolist()], np.int16)
         return table[inv.reshape(-1)] if len(uniq) else np.empty(0, np.int16)
 
+    def _groups(self):
+        """The event IDs by field layout (an issue's fields lie where a
+        completion's do: one gathering serves both), each with its
+        fields, and a table of each ID's kind."""
+        np = self.np
+        by = {}
+        for typ, fields in self.fields.items():
+            by.setdefault(tuple(sorted(fields.items())), []).append(typ)
+        kind_of = np.full(1 << 16, -1, np.int8)
+        for typ, kind in self.kinds.items():
+            kind_of[typ] = kind
+        return [(ids, self.fields[ids[0]]) for ids in by.values()], kind_of
+
     def _read(self):
         """This round's events, as arrays."""
         np, w = self.np, self.walker
@@ -135,15 +149,17 @@ class VecStream(Stream):
             for n in lost:
                 rd.note_lost(n)
             types = rec["type"]
-            for typ, kind in self.kinds.items():
-                m = types == typ
-                if not m.any():
+            for ids, fields in self.groups:
+                m = types == ids[0]
+                for typ in ids[1:]:
+                    m |= types == typ
+                hit = np.count_nonzero(m)
+                if not hit:
                     continue
-                sub = {"at": rec["at"][m]}
-                f = {k: w.field(sub, off, fmt) for k, (off, fmt) in self.fields[typ].items()}
-                parts.append(self._events(np.full(len(sub["at"]), kind, np.int8),
-                                          rec["ts"][m], f["dev"], f["sector"], f["nr_sector"],
-                                          self._ops(f)))
+                sub = rec if hit == len(m) else {k: rec[k][m] for k in ("at", "ts", "type")}
+                f = {k: w.field(sub, off, fmt) for k, (off, fmt) in fields.items()}
+                parts.append(self._events(self.kind_of[sub["type"]], sub["ts"], f["dev"],
+                                          f["sector"], f["nr_sector"], self._ops(f)))
         return parts
 
     def _cat(self, parts):
@@ -155,33 +171,34 @@ class VecStream(Stream):
 
     def drain(self, upto: int = 0) -> None:
         self._load()
+        np = self.np
         limit = upto or time.monotonic_ns() - HOLD_NS
-        ev = self._cat([self.carry] + self._read())
+        parts = self._read()
+        ev = self._cat([self.carry] + parts) if parts else self.carry
         mine = ev["op"] >= 0
-        if not mine.all():
+        if np.count_nonzero(mine) < len(mine):
             ev = self._take(ev, mine)
-        late = ev["ts"] > limit
-        held = self._take(ev, late)
-        if len(held["ts"]):
-            ev = self._take(ev, ~late)
         for _ in range(8):  # the rest of a partial completion pairs again
-            ev, rest = self._pair(ev)
+            ev, rest = self._pair(ev, limit)
             if not len(rest["ts"]):
                 break
             ev = self._cat([ev, rest])
-        self.carry = self._cat([ev, held])
+        self.carry = ev
 
-    def _pair(self, ev):
-        """Pair what can be; return (what stays open, partial rests)."""
+    def _pair(self, ev, limit: int):
+        """Pair what can be; return (what stays open, partial rests).
+        Events after ``limit`` (they may precede events not yet seen)
+        close nothing and stay."""
         np = self.np
+        n = len(ev["ts"])
+        if not n:
+            return ev, ev
         # by key, then time; at one time an issue before a completion
-        ts2 = ev["ts"] * 2 + (ev["kind"] != START)
+        start = ev["kind"] == START
+        ts2 = ev["ts"] * 2 + ~start
         so = ev["sector"] * 64 + (ev["op"] & 63)   # op: an ASCII letter
         dev = ev["dev"]
         one_dev = not len(dev) or (dev == dev[0]).all()
-        n = len(so)
-        if not n:
-            return ev, ev
         if one_dev and -(1 << 62) // n < so.min() and so.max() < (1 << 62) // n:
             # as lexsort((ts2, so)), a quarter of its time: rank by time
             # (the pages come in runs already in time order), then sort the
@@ -194,33 +211,41 @@ class VecStream(Stream):
             order = np.lexsort((ts2, so) if one_dev else (ts2, so, dev))
         # (positions below are in that order; order[] maps them back: the
         # arrays themselves are not sorted, only what is taken from them)
-        key_change = np.ones(n, bool)
         so = so[order]
-        key_change[1:] = so[1:] != so[:-1]
+        same = np.empty(n, bool)     # the same key as the event before
+        same[0] = False
+        np.equal(so[1:], so[:-1], out=same[1:])
         if not one_dev:
             dev = dev[order]
-            key_change[1:] |= dev[1:] != dev[:-1]
-        grp = np.cumsum(key_change) - 1
-        starts = np.nonzero(key_change)[0]
-        is_issue = ev["kind"][order] == START
-        bal = np.cumsum(np.where(is_issue, 1, -1))
-        bal = bal - np.concatenate(([0], bal))[starts][grp]  # within each key
-        # Running minimum of the balance within each key (an offset per
-        # key keeps earlier keys out of it): a completion taking it below
-        # every earlier value (and below 0) finds no open issue: an orphan.
-        span = 2 * n + 2
-        runmin = np.minimum.accumulate(bal - grp * span) + grp * span
-        prevmin = np.minimum(np.concatenate(([0], runmin[:-1])), 0)
-        prevmin[starts] = 0
-        orphan = ~is_issue & (bal < prevmin)
-        closing = ~is_issue & ~orphan
-        # First in, first out within each key: the k-th closing event
-        # closes the k-th issue. Both lists run key by key, in time order.
-        n_close = np.bincount(grp[closing], minlength=len(starts))
-        iss = np.nonzero(is_issue)[0]
-        rank = np.arange(len(iss)) - np.searchsorted(iss, starts)[grp[iss]]
-        opened = iss[rank < n_close[grp[iss]]]
-        shut = np.nonzero(closing)[0]
+            same[1:] &= dev[1:] == dev[:-1]
+        is_issue = start[order]
+        late = ev["ts"][order] > limit
+        closer = ~is_issue & ~late
+        shut = np.nonzero(closer)[0]
+        # The common case: in each key an issue, its completion, the next
+        # issue... A closer first in its key's run is an orphan (nothing
+        # before it to close); any other closes the event before it, an
+        # issue of its key that does not itself follow one (first in,
+        # first out: that issue is the oldest open). The keys where that
+        # does not hold (two in flight, a requeue, a completion twice)
+        # are paired by _fifo.
+        first = ~same[shut]
+        lone = shut[first]
+        shut = shut[~first]
+        opened = shut - 1   # (not first: shut > 0)
+        ok = is_issue[opened]
+        ok &= ~(same[opened] & is_issue[np.maximum(opened - 1, 0)])
+        if not ok.all():
+            grp = np.cumsum(~same) - 1
+            bad = np.zeros(grp[-1] + 1, bool)
+            bad[grp[shut[~ok]]] = True
+            in_bad = bad[grp]
+            sub = np.nonzero(in_bad)[0]
+            o_b, s_b, l_b = self._fifo(len(sub), same[sub], is_issue[sub], closer[sub])
+            good = ~in_bad[shut]
+            opened = np.concatenate((opened[good], sub[o_b]))
+            shut = np.concatenate((shut[good], sub[s_b]))
+            lone = np.concatenate((lone[~in_bad[lone]], sub[l_b]))
         o_i, o_c = order[opened], order[shut]   # (in the arrays)
         done = ev["kind"][o_c] == COMPLETE
         c_nr, i_nr = ev["nr"][o_c], ev["nr"][o_i]
@@ -233,9 +258,9 @@ class VecStream(Stream):
             one = devs[0] == devs[-1] and (devs == devs[0]).all()
             for dv in ([int(devs[0])] if one else np.unique(devs).tolist()):
                 lats.setdefault(dv, []).append(lat if one else lat[devs == dv])
-        keep = is_issue.copy()
+        keep = is_issue | late
         keep[opened] = False
-        keep |= orphan
+        keep[lone] = True   # orphans: kept a while (see rotate)
         # the rest of a partial completion: an issue at the next sector,
         # with the same start
         p_o, p_s = o_i[partial], o_c[partial]
@@ -244,6 +269,34 @@ class VecStream(Stream):
             ev["sector"][p_o] + ev["nr"][p_s], ev["nr"][p_o] - ev["nr"][p_s],
             ev["op"][p_o])
         return self._take(ev, order[keep]), rest
+
+    def _fifo(self, n: int, same, is_issue, closer):
+        """In each run of one key (in time order): which closers close an
+        issue, first in, first out, and which are orphans (no open issue
+        before them). Returns (the issues closed, their closers, the
+        orphans), positions in the run order."""
+        np = self.np
+        key_change = ~same
+        grp = np.cumsum(key_change) - 1
+        starts = np.nonzero(key_change)[0]
+        bal = np.cumsum(np.where(is_issue, 1, np.where(closer, -1, 0)))
+        bal = bal - np.concatenate(([0], bal))[starts][grp]  # within each key
+        # Running minimum of the balance within each key (an offset per
+        # key keeps earlier keys out of it): a closer taking it below
+        # every earlier value (and below 0) finds no open issue: an orphan.
+        span = 2 * n + 2
+        runmin = np.minimum.accumulate(bal - grp * span) + grp * span
+        prevmin = np.minimum(np.concatenate(([0], runmin[:-1])), 0)
+        prevmin[starts] = 0
+        orphan = closer & (bal < prevmin)
+        closing = closer & ~orphan
+        # First in, first out within each key: the k-th closing event
+        # closes the k-th issue. Both lists run key by key, in time order.
+        n_close = np.bincount(grp[closing], minlength=len(starts))
+        iss = np.nonzero(is_issue)[0]
+        rank = np.arange(len(iss)) - np.searchsorted(iss, starts)[grp[iss]]
+        opened = iss[rank < n_close[grp[iss]]]
+        return opened, np.nonzero(closing)[0], np.nonzero(orphan)[0]
 
     def rotate(self, final: bool = False) -> Interval:
         """End the interval: pair all the kernel has, start a new one."""
