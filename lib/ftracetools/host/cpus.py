@@ -99,6 +99,31 @@ def guard_numpy(cpuinfo: str = "/proc/cpuinfo") -> bool:
     return True
 
 
+#: glibc's mallopt parameters
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_heap_kept: List[bool] = []
+
+
+def keep_heap() -> bool:
+    """Once arrays are to be made round after round: glibc's malloc keeps
+    what is freed (up to 256 MB at the top of its heap) and serves blocks
+    up to 32 MB from that heap, instead of taking blocks of 128 KB and
+    more from the kernel afresh (mmap) and handing them back when freed:
+    each array of a round then cost a page fault per 4 KB it filled (77
+    faults for a sum over 28,000 numbers here, 217 us against 34; 0 with
+    this). The heap stays at its largest round's size while the tool
+    runs. False where the C library has no mallopt (not glibc)."""
+    if not _heap_kept:
+        try:
+            import ctypes   # (numpy has loaded it already)
+            mallopt = ctypes.CDLL(None).mallopt
+            _heap_kept.append(bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20))
+                              and bool(mallopt(_M_TRIM_THRESHOLD, 256 << 20)))
+        except (ImportError, OSError, AttributeError):
+            _heap_kept.append(False)
+    return _heap_kept[0]
+
+
 def unguard_env() -> None:
     """In a child about to exec a user's command: our settings gone."""
     for name, value in guarded.items():

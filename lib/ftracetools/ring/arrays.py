@@ -14,7 +14,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ftracetools.host.cpus import keep_heap
 from ftracetools.ring.pages import LEN_MASK, MISSED, PageLayout, page_header, whole_records
+
+keep_heap()     # (arrays made and freed every round: their pages kept)
 
 __all__ = ["record_dtype", "UniformPages", "WalkedPages"]
 
