@@ -215,3 +215,18 @@ def test_a_closed_stdout_is_refused_before_anything(tool):
                        timeout=60, preexec_fn=lambda: os.close(1))
     assert p.returncode == 1 and "standard output is closed" in p.stderr, p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_help_and_usage_mistakes_start_no_guardian(monkeypatch, capsys):
+    """The guardian (a forked process) is for a run that may change the
+    kernel's settings: the help and a usage mistake do not start one."""
+    from ftracetools import cli
+    started = []
+    monkeypatch.setattr(cli.guardian, "start", lambda tool: started.append(tool) or True)
+    monkeypatch.setattr(cli.signals, "install", lambda: None)
+    doc = "Usage: t [-h] N\n\nOptions:\n  -h, --help  This help.\n"
+    assert cli.run("t", doc, lambda a: 0, ["-h"]) == 0
+    assert cli.run("t", doc, lambda a: 0, ["--bogus"]) == 2
+    assert started == []
+    assert cli.run("t", doc, lambda a: 0, ["3"]) == 0
+    assert started == ["t"]

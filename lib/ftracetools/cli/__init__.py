@@ -44,10 +44,6 @@ def run(tool: str, doc: str, body: Callable[[Dict], int],
     except ImportError:
         warn(tool, "the docopt-ng module is missing: python3 -m pip install docopt-ng")
         return 1
-    # before any thread and any tracefs change: see kernel.guardian
-    guardian.start(tool)
-    signals.install()
-    cpus.guard_numpy()   # before any numpy import: see its docstring
     argv = sys.argv[1:] if argv is None else argv
     try:
         try:
@@ -57,6 +53,11 @@ def run(tool: str, doc: str, body: Callable[[Dict], int],
             raise UsageError(*explain(doc, argv, tool)) from None
         except SystemExit as e:  # -h / --help printed the help
             return 0 if not e.code else 2
+        # (not for the help or a usage mistake, which touch nothing)
+        # before any thread and any tracefs change: see kernel.guardian
+        guardian.start(tool)
+        signals.install()
+        cpus.guard_numpy()   # before any numpy import: see its docstring
         rc = body(args) or 0
         sys.stdout.flush()
         if rc == 0 and Status.restore_failed:
