@@ -2,7 +2,6 @@
 
 import errno
 import os
-import subprocess
 import time
 from typing import Dict, Iterable, List, Optional, Tuple
 
@@ -32,6 +31,7 @@ def _mounts(path: str = "/proc/mounts"):
 
 
 def _mount(fstype: str, target: str) -> bool:
+    import subprocess   # (seldom needed: 4 ms of every start, imported)
     try:
         r = subprocess.run(["mount", "-t", fstype, "nodev", target],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
