@@ -134,7 +134,10 @@ def test_every_call_counted_in_its_bucket(method):
         else:
             pytest.fail("a sleep of %s..%s has no place in %s" % (lo, hi, got))
     assert all(v == 0 for v in left.values()), (got, sure, either)
-    assert len(either) <= len(done) // 4, either   # the groups sit mid-bucket
+    # the groups sit mid-bucket: most calls' buckets are certain (under
+    # QEMU's emulation, on a slow day, 1.3 ms sleeps took up to 2.4 ms:
+    # 7 of 24 could be in either of two buckets; CI of ed068cf)
+    assert len(either) <= len(done) // (2 if tooling.EMULATED else 4), either
     # the durations: at least what was asked, at most what the workload saw
     assert sum(a for a, _ in done) * 1e6 <= o["total"] * 1.001 + 1
     assert o["total"] <= sum(ns for _, ns in done) / 1000.0 + 1, (o, done)

@@ -47,8 +47,9 @@ NANO, NANO_S, PIPE, PIPE_GAP_S, IO = 20, 0.01, 20, 0.005, 50
 # below is twice the worst. Under QEMU's emulation each of these steps
 # takes tens of microseconds: measured +34 us per sleep on 6.1, -3.6 on
 # 6.12; the kernel's tables and the stream differed by +13.8 us per
-# nanosleep, -1.3 per direct read on 6.12.
-PER_SLEEP_NS = 8000 if not tooling.EMULATED else 100000
+# nanosleep, -1.3 per direct read on 6.12, and on a slow day (the VM tier
+# a quarter slower than usual) -100.1 per direct read (CI of ed068cf).
+PER_SLEEP_NS = 8000 if not tooling.EMULATED else 200000
 SLACK_NS = 2000         # the window is given to the microsecond
 
 
