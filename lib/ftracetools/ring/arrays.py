@@ -205,7 +205,7 @@ class WalkedPages:
         nw = n * pw
         words = self.words = np.frombuffer(buf, "<u4", nw)
         base = np.arange(n, dtype=np.int64) * pw      # each page's first word
-        ts0 = np.ndarray((n,), "<u8", buf, 0, (psize,)).astype(np.int64)
+        ts = np.ndarray((n,), "<u8", buf, 0, (psize,)).astype(np.int64)
         cfmt = "<u8" if lay.commit_size == 8 else "<u4"
         commit = np.ndarray((n,), cfmt, buf, lay.commit_off, (psize,)).astype(np.int64)
         pos = base + lay.data_off // 4
@@ -213,7 +213,6 @@ class WalkedPages:
         if fix is not None:
             fix(end, base)
         end = np.minimum(end, base + pw)
-        ts = ts0
         pages_i = np.arange(n)
         got_pos, got_ts, got_page = [], [], []    # data records, step by step
         while True:
